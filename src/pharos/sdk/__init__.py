@@ -1,0 +1,1 @@
+"""Client-side SDK (imports nothing from :mod:`pharos.server`)."""

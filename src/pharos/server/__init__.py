@@ -1,0 +1,1 @@
+"""The Pharos server: ingest, storage, query APIs."""

@@ -1,0 +1,112 @@
+"""``create_app(settings)``: wires routers, the lifespan (engines, writer, demo) and handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.responses import ORJSONResponse
+from sqlalchemy import text
+
+import pharos
+from pharos.server.db.engine import make_engine
+from pharos.server.db.migrate import upgrade
+from pharos.server.errors import install_error_handlers
+from pharos.server.ingest.http import router as ingest_router
+from pharos.server.ingest.writer import GroupCommitWriter
+from pharos.server.query.api import router as query_router
+from pharos.server.settings import Settings
+
+log = logging.getLogger("pharos")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            if settings.auto_migrate:
+                await anyio.to_thread.run_sync(upgrade, settings.database_url)
+            engine = make_engine(
+                settings.database_url,
+                sqlite_synchronous=settings.sqlite_synchronous,
+                pool_size=8,
+            )
+            stack.callback(engine.dispose)
+            writer_engine = make_engine(
+                settings.database_url, sqlite_synchronous=settings.sqlite_synchronous, pool_size=1
+            )
+            stack.callback(writer_engine.dispose)
+            writer = GroupCommitWriter(
+                writer_engine,
+                queue_size=settings.writer_queue_size,
+                batch_spans=settings.writer_batch_spans,
+            )
+            writer.start()
+            # On shutdown: stop accepting, commit what is queued (in-flight requests get
+            # their answer), then close the engines.
+            stack.push_async_callback(_stop_writer, writer)
+            app.state.settings = settings
+            app.state.engine = engine
+            app.state.writer = writer
+            if settings.demo:
+                from pharos.server.demo import load_demo
+
+                task = asyncio.create_task(load_demo(writer, settings))
+                stack.callback(task.cancel)
+            yield
+
+    app = FastAPI(
+        title="Pharos",
+        version=pharos.__version__,
+        summary="Observability for AI agents",
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(ingest_router)
+    app.include_router(query_router)
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"], summary="Readiness: database reachable, writer running")
+    async def readyz(request: Request) -> ORJSONResponse:
+        writer: GroupCommitWriter = request.app.state.writer
+        checks: dict[str, Any] = {
+            "writer": "running" if writer.running else "stopped",
+            "queue_depth": writer.queue_depth,
+            "queue_capacity": writer.queue_capacity,
+        }
+        ok = writer.running and writer.queue_depth < writer.queue_capacity
+        try:
+            await anyio.to_thread.run_sync(_ping, request.app.state.engine)
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"unreachable: {str(exc).splitlines()[0][:200]}"
+            ok = False
+        if writer.stats.last_error:
+            checks["writer_last_error"] = writer.stats.last_error
+        return ORJSONResponse(
+            {"status": "ready" if ok else "not ready", "checks": checks},
+            status_code=200 if ok else 503,
+        )
+
+    return app
+
+
+async def _stop_writer(writer: GroupCommitWriter) -> None:
+    await anyio.to_thread.run_sync(writer.stop)
+
+
+def _ping(engine: Any) -> None:
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))

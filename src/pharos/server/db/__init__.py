@@ -1,0 +1,1 @@
+"""Database: the schema (the one place tables are declared), engines and migrations."""

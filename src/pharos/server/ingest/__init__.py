@@ -1,0 +1,1 @@
+"""OTLP ingest: HTTP routes, decoding, convention mapping, the group-commit writer."""

@@ -1,0 +1,131 @@
+"""OTLP/HTTP routes: ``POST /v1/traces`` (protobuf or JSON, optionally gzip).
+
+Thin: check the content type, read the body within limits, decode + normalize off the event
+loop, hand the records to the group-commit writer and answer only once they are committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import anyio
+from fastapi import APIRouter, Depends, Request, Response
+from google.protobuf import json_format
+from google.rpc import status_pb2
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTracePartialSuccess,
+    ExportTraceServiceResponse,
+)
+
+from pharos.server.errors import error_response
+from pharos.server.ingest.body import (
+    BadEncoding,
+    BodyTooLarge,
+    UnsupportedEncoding,
+    decode_content,
+    read_limited,
+)
+from pharos.server.ingest.decode import (
+    PROTOBUF,
+    DecodeError,
+    UnsupportedContentType,
+    decode_traces,
+    media_type,
+)
+from pharos.server.ingest.normalize import Limits, NormalizedBatch, normalize_traces
+from pharos.server.ingest.writer import GroupCommitWriter, Overloaded, Unavailable
+from pharos.server.settings import Settings
+
+log = logging.getLogger("pharos.ingest")
+router = APIRouter(tags=["ingest"])
+
+_GRPC_INVALID_ARGUMENT = 3
+_GRPC_RESOURCE_EXHAUSTED = 8
+_GRPC_INTERNAL = 13
+_GRPC_UNAVAILABLE = 14
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _writer(request: Request) -> GroupCommitWriter:
+    writer: GroupCommitWriter = request.app.state.writer
+    return writer
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+WriterDep = Annotated[GroupCommitWriter, Depends(_writer)]
+
+
+def parse_traces(
+    body: bytes, content_type: str, encoding: str | None, settings: Settings
+) -> NormalizedBatch:
+    """Decompress, decode and normalize one request body (CPU work, run off the loop)."""
+    raw = decode_content(body, encoding, settings.max_decompressed_bytes)
+    request = decode_traces(raw, content_type)
+    limits = Limits(settings.max_attributes, settings.max_attribute_length)
+    return normalize_traces(request, limits)
+
+
+def _otlp_error(
+    status: int,
+    grpc_code: int,
+    message: str,
+    content_type: str | None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """OTLP/HTTP errors carry a google.rpc.Status in the request's encoding."""
+    if content_type == PROTOBUF:
+        body = status_pb2.Status(code=grpc_code, message=message).SerializeToString()
+        return Response(body, status_code=status, media_type=PROTOBUF, headers=headers)
+    return error_response(status, message, headers=headers)
+
+
+@router.post(
+    "/v1/traces",
+    summary="OTLP/HTTP trace export",
+    responses={400: {}, 413: {}, 415: {}, 503: {}},
+)
+async def export_traces(request: Request, settings: SettingsDep, writer: WriterDep) -> Response:
+    try:
+        content_type = media_type(request.headers.get("content-type"))
+    except UnsupportedContentType as exc:
+        return error_response(415, str(exc))
+    retry = {"Retry-After": str(settings.retry_after_seconds)}
+    try:
+        body = await read_limited(
+            request.stream(), request.headers.get("content-length"), settings.max_body_bytes
+        )
+        batch = await anyio.to_thread.run_sync(
+            parse_traces, body, content_type, request.headers.get("content-encoding"), settings
+        )
+    except BodyTooLarge as exc:
+        return _otlp_error(413, _GRPC_INVALID_ARGUMENT, str(exc), content_type)
+    except UnsupportedEncoding as exc:
+        return _otlp_error(415, _GRPC_INVALID_ARGUMENT, str(exc), content_type)
+    except (BadEncoding, DecodeError) as exc:
+        return _otlp_error(400, _GRPC_INVALID_ARGUMENT, str(exc), content_type)
+    try:
+        await writer.write(batch.spans)
+    except Overloaded:
+        return _otlp_error(
+            503, _GRPC_RESOURCE_EXHAUSTED, "ingest queue is full; retry later", content_type, retry
+        )
+    except Unavailable as exc:
+        return _otlp_error(503, _GRPC_UNAVAILABLE, f"{exc}; retry later", content_type, retry)
+    except RuntimeError as exc:
+        return _otlp_error(500, _GRPC_INTERNAL, str(exc), content_type)
+
+    response = ExportTraceServiceResponse()
+    if batch.rejected:
+        response.partial_success.CopyFrom(
+            ExportTracePartialSuccess(
+                rejected_spans=batch.rejected, error_message=batch.error_message
+            )
+        )
+    if content_type == PROTOBUF:
+        return Response(response.SerializeToString(), media_type=PROTOBUF)
+    return Response(json_format.MessageToJson(response, indent=None), media_type="application/json")

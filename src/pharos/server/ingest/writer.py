@@ -1,0 +1,313 @@
+"""The group-commit writer: one thread per process drains a bounded queue of ingest requests
+and commits several of them per transaction (DESIGN §2).
+
+A request's future resolves only after the transaction holding its spans has committed, so the
+HTTP handler acknowledges durable data only. When the queue is full, :meth:`submit` raises
+:class:`Overloaded` at once (the handler answers 503 with Retry-After); nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, case, func
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from pharos.server.db.schema import spans, traces
+from pharos.server.ingest.normalize import SpanRecord, TraceDelta, trace_deltas
+
+log = logging.getLogger("pharos.writer")
+
+
+class Overloaded(Exception):
+    """The writer's queue is full: try again later."""
+
+
+class Unavailable(Exception):
+    """The writer cannot commit right now (stopped, or the database is unreachable)."""
+
+
+@dataclass(slots=True)
+class WriteResult:
+    stored: int  # spans stored for the first time
+    duplicates: int  # spans that were already stored (a resend) and were skipped
+
+
+@dataclass(slots=True)
+class _Job:
+    records: Sequence[SpanRecord]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[WriteResult]
+    enqueued: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class WriterStats:
+    transactions: int = 0
+    requests: int = 0
+    spans_stored: int = 0
+    spans_duplicate: int = 0
+    rejected_overloaded: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+    last_commit_seconds: float = 0.0
+    last_error: str | None = None
+
+
+class GroupCommitWriter:
+    def __init__(self, engine: Engine, *, queue_size: int = 256, batch_spans: int = 4096) -> None:
+        self._engine = engine
+        self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=queue_size)
+        self._batch_spans = batch_spans
+        self._thread: threading.Thread | None = None
+        self._accepting = False
+        self.stats = WriterStats()
+        dialect = engine.dialect.name
+        self._insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        self._least: Any = func.least if dialect == "postgresql" else func.min
+        self._greatest: Any = func.greatest if dialect == "postgresql" else func.max
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._accepting = True
+        self._thread = threading.Thread(target=self._run, name="pharos-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop accepting, commit everything already queued, then end the thread."""
+        self._accepting = False
+        if self._thread is None:
+            return
+        self._queue.put(None)  # blocks only if full; the thread is draining it
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.error("writer did not drain within %.0fs", timeout)
+        self._thread = None
+
+    @property
+    def running(self) -> bool:
+        return self._accepting and self._thread is not None and self._thread.is_alive()
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    @property
+    def queue_capacity(self) -> int:
+        return self._queue.maxsize
+
+    # --- submitting ---------------------------------------------------------------------------
+
+    async def write(self, records: Sequence[SpanRecord]) -> WriteResult:
+        """Queue ``records`` and wait until they are committed."""
+        if not records:
+            return WriteResult(0, 0)
+        if not self.running:
+            raise Unavailable("the writer is not running")
+        loop = asyncio.get_running_loop()
+        job = _Job(records, loop, loop.create_future())
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            self.stats.rejected_overloaded += 1
+            raise Overloaded("ingest queue is full") from None
+        # shield: a client that disconnects must not cancel the bookkeeping of a commit.
+        return await asyncio.shield(job.future)
+
+    # --- the thread ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        stopping = False
+        while True:
+            try:
+                first = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                if stopping:
+                    return
+                continue
+            if first is None:
+                stopping = True
+                if self._queue.empty():
+                    return
+                continue
+            jobs = [first]
+            spans_in_group = len(first.records)
+            while spans_in_group < self._batch_spans:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stopping = True
+                    continue
+                jobs.append(nxt)
+                spans_in_group += len(nxt.records)
+            self._commit_jobs(jobs)
+            if stopping and self._queue.empty():
+                return
+
+    def _commit_jobs(self, jobs: list[_Job]) -> None:
+        try:
+            results = self._transaction(jobs)
+        except Exception as exc:  # one bad request must not fail the others: retry alone
+            if len(jobs) > 1 and not _is_unavailable(exc):
+                for job in jobs:
+                    self._commit_jobs([job])
+                return
+            self._fail(jobs, exc)
+            return
+        for job, result in zip(jobs, results, strict=True):
+            _resolve(job, result)
+
+    def _fail(self, jobs: list[_Job], exc: BaseException) -> None:
+        reason = "database_unavailable" if _is_unavailable(exc) else type(exc).__name__
+        self.stats.failures[reason] += len(jobs)
+        self.stats.last_error = f"{reason}: {exc}"[:500]
+        log.error("writer: %d request(s) not stored (%s): %s", len(jobs), reason, exc)
+        error: Exception = (
+            Unavailable(f"database unavailable: {_short(exc)}")
+            if _is_unavailable(exc)
+            else RuntimeError(f"could not store spans: {_short(exc)}")
+        )
+        for job in jobs:
+            _reject(job, error)
+
+    def _transaction(self, jobs: list[_Job]) -> list[WriteResult]:
+        started = time.perf_counter()
+        rows: list[dict[str, Any]] = []
+        owners: dict[tuple[str, str], int] = {}  # first job that sent each span in the group
+        per_job_dupes = [0] * len(jobs)
+        candidates: list[SpanRecord] = []
+        for index, job in enumerate(jobs):
+            for record in job.records:
+                key = (record.trace_id, record.span_id)
+                if key in owners:
+                    per_job_dupes[index] += 1
+                    continue
+                owners[key] = index
+                candidates.append(record)
+                rows.append(record.as_row())
+        with self._engine.begin() as conn:
+            stmt = (
+                self._insert(spans)
+                .on_conflict_do_nothing(index_elements=["trace_id", "span_id"])
+                .returning(spans.c.trace_id, spans.c.span_id)
+            )
+            inserted = {(t, s) for t, s in conn.execute(stmt, rows)}
+            new = [r for r in candidates if (r.trace_id, r.span_id) in inserted]
+            if new:
+                self._upsert_traces(conn, trace_deltas(new))
+        stored = [0] * len(jobs)
+        for record in new:
+            stored[owners[(record.trace_id, record.span_id)]] += 1
+        results = []
+        for index, job in enumerate(jobs):
+            dupes = len(job.records) - stored[index]
+            results.append(WriteResult(stored[index], dupes))
+        self.stats.transactions += 1
+        self.stats.requests += len(jobs)
+        self.stats.spans_stored += len(new)
+        self.stats.spans_duplicate += len(rows) - len(new) + sum(per_job_dupes)
+        self.stats.last_commit_seconds = time.perf_counter() - started
+        return results
+
+    def _upsert_traces(self, conn: Connection, deltas: list[TraceDelta]) -> None:
+        now = time.time_ns()
+        rows = [
+            {
+                "trace_id": d.trace_id,
+                "root_span_id": d.root_span_id,
+                "name": d.name,
+                "agent": d.agent,
+                "agent_rank": d.agent_rank,
+                "start_ns": d.start_ns,
+                "end_ns": d.end_ns,
+                "duration_ms": (d.end_ns - d.start_ns) / 1_000_000,
+                "span_count": d.span_count,
+                "error_count": d.error_count,
+                "llm_calls": d.llm_calls,
+                "tool_calls": d.tool_calls,
+                "input_tokens": d.input_tokens,
+                "output_tokens": d.output_tokens,
+                "cached_tokens": d.cached_tokens,
+                "cost_nanousd": d.cost_nanousd,
+                "status": "error" if d.error_count else "ok",
+                "error_message": d.error_message,
+                "updated_ns": now,
+            }
+            for d in deltas
+        ]
+        conn.execute(self._traces_upsert, rows)
+
+    @property
+    def _traces_upsert(self) -> Any:
+        stmt = self._insert(traces)
+        ex, t = stmt.excluded, traces.c
+        start = self._least(t.start_ns, ex.start_ns)
+        end = self._greatest(t.end_ns, ex.end_ns)
+        return stmt.on_conflict_do_update(
+            index_elements=["trace_id"],
+            set_={
+                "root_span_id": func.coalesce(ex.root_span_id, t.root_span_id),
+                "name": case(
+                    (ex.root_span_id.is_not(None), ex.name),
+                    (and_(t.root_span_id.is_(None), ex.start_ns < t.start_ns), ex.name),
+                    else_=t.name,
+                ),
+                "agent": case((ex.agent_rank > t.agent_rank, ex.agent), else_=t.agent),
+                "agent_rank": self._greatest(t.agent_rank, ex.agent_rank),
+                "start_ns": start,
+                "end_ns": end,
+                "duration_ms": (end - start) / 1_000_000.0,
+                "span_count": t.span_count + ex.span_count,
+                "error_count": t.error_count + ex.error_count,
+                "llm_calls": t.llm_calls + ex.llm_calls,
+                "tool_calls": t.tool_calls + ex.tool_calls,
+                "input_tokens": t.input_tokens + ex.input_tokens,
+                "output_tokens": t.output_tokens + ex.output_tokens,
+                "cached_tokens": t.cached_tokens + ex.cached_tokens,
+                "cost_nanousd": t.cost_nanousd + ex.cost_nanousd,
+                "status": case((t.error_count + ex.error_count > 0, "error"), else_="ok"),
+                "error_message": func.coalesce(t.error_message, ex.error_message),
+                "updated_ns": ex.updated_ns,
+            },
+        )
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, OperationalError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _resolve(job: _Job, result: WriteResult) -> None:
+    def _set() -> None:
+        if not job.future.done():
+            job.future.set_result(result)
+
+    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+        job.loop.call_soon_threadsafe(_set)
+
+
+def _reject(job: _Job, error: Exception) -> None:
+    def _set() -> None:
+        if not job.future.done():
+            job.future.set_exception(error)
+
+    with contextlib.suppress(RuntimeError):
+        job.loop.call_soon_threadsafe(_set)

@@ -1,0 +1,1 @@
+"""Read APIs: traces and spans."""

@@ -1,0 +1,82 @@
+"""Routes of the query room: ``/api/v1/traces`` and ``/api/v1/traces/{trace_id}``."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Annotated, Literal
+
+import anyio
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import ORJSONResponse
+from sqlalchemy import Engine
+
+from pharos.server.errors import ApiError
+from pharos.server.query.traces import BadCursor, TraceFilter, get_trace, list_traces
+from pharos.server.timeparse import parse_instant_ns
+
+router = APIRouter(prefix="/api/v1", tags=["traces"])
+_TRACE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
+
+
+def _engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+EngineDep = Annotated[Engine, Depends(_engine)]
+
+
+def _instant(name: str, value: str | None, now_ns: int) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_instant_ns(value, now_ns)
+    except ValueError as exc:
+        raise ApiError(400, f"{name}: {exc}", "invalid_parameter") from None
+
+
+@router.get("/traces", summary="List traces, newest first")
+async def traces_list(
+    engine: EngineDep,
+    agent: Annotated[str | None, Query(max_length=512)] = None,
+    status: Annotated[Literal["ok", "error"] | None, Query()] = None,
+    min_duration_ms: Annotated[float | None, Query(ge=0)] = None,
+    since: Annotated[str | None, Query(description="ISO 8601 time or a duration ago (1h)")] = None,
+    until: Annotated[str | None, Query(description="ISO 8601 time or a duration ago")] = None,
+    q: Annotated[str | None, Query(max_length=256, description="Text in name/agent/error")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> ORJSONResponse:
+    now = time.time_ns()
+    flt = TraceFilter(
+        agent=agent,
+        status=status,
+        min_duration_ms=min_duration_ms,
+        since_ns=_instant("since", since, now),
+        until_ns=_instant("until", until, now),
+        q=q or None,
+    )
+    try:
+        page = await anyio.to_thread.run_sync(
+            lambda: list_traces(engine, flt, limit=limit, cursor=cursor)
+        )
+    except BadCursor as exc:
+        raise ApiError(400, f"cursor: {exc}", "invalid_parameter") from None
+    return ORJSONResponse(page)
+
+
+@router.get("/traces/{trace_id}", summary="One trace: every span as a tree")
+async def trace_detail(
+    engine: EngineDep,
+    trace_id: Annotated[str, Path(description="32 hex characters")],
+    max_spans: Annotated[int, Query(ge=1, le=100_000)] = 20_000,
+) -> ORJSONResponse:
+    if not _TRACE_ID.match(trace_id):
+        raise ApiError(400, "trace_id: expected 32 hexadecimal characters", "invalid_parameter")
+    result = await anyio.to_thread.run_sync(
+        lambda: get_trace(engine, trace_id.lower(), max_spans=max_spans)
+    )
+    if result is None:
+        raise ApiError(404, f"trace {trace_id.lower()} not found")
+    return ORJSONResponse(result)

@@ -1,0 +1,182 @@
+"""Trace queries: the paged list (reads the ``traces`` summary table only) and one trace."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, and_, or_, select
+
+from pharos.server.db.schema import spans, traces
+from pharos.server.query.tree import build_tree
+from pharos.server.timeparse import iso_from_ns
+
+_SPAN_KINDS = {
+    0: "unspecified",
+    1: "internal",
+    2: "server",
+    3: "client",
+    4: "producer",
+    5: "consumer",
+}
+
+
+class BadCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class TraceFilter:
+    agent: str | None = None
+    status: str | None = None
+    min_duration_ms: float | None = None
+    since_ns: int | None = None
+    until_ns: int | None = None
+    q: str | None = None
+
+
+def encode_cursor(start_ns: int, trace_id: str) -> str:
+    raw = orjson.dumps([start_ns, trace_id])
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        start_ns, trace_id = orjson.loads(raw)
+    except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
+        raise BadCursor("cursor is not one this server returned") from None
+    if not isinstance(start_ns, int) or not isinstance(trace_id, str):
+        raise BadCursor("cursor is not one this server returned")
+    return start_ns, trace_id
+
+
+def _money(nanousd: int | None) -> float | None:
+    return None if nanousd is None else round(nanousd / 1_000_000_000, 9)
+
+
+def _tokens(i: int | None, o: int | None, c: int | None) -> dict[str, int | None]:
+    total = None if i is None and o is None else (i or 0) + (o or 0)
+    return {"input": i, "output": o, "cached": c, "total": total}
+
+
+def trace_summary(row: Any) -> dict[str, Any]:
+    return {
+        "trace_id": row.trace_id,
+        "name": row.name,
+        "agent": row.agent,
+        "root_span_id": row.root_span_id,
+        "root_missing": row.root_span_id is None,
+        "start_time": iso_from_ns(row.start_ns),
+        "end_time": iso_from_ns(row.end_ns),
+        "duration_ms": round(row.duration_ms, 3),
+        "status": row.status,
+        "span_count": row.span_count,
+        "error_count": row.error_count,
+        "error_message": row.error_message,
+        "llm_calls": row.llm_calls,
+        "tool_calls": row.tool_calls,
+        "tokens": _tokens(row.input_tokens, row.output_tokens, row.cached_tokens),
+        "cost_usd": _money(row.cost_nanousd),
+    }
+
+
+def list_traces(
+    engine: Engine, flt: TraceFilter, *, limit: int, cursor: str | None
+) -> dict[str, Any]:
+    t = traces.c
+    conditions = []
+    if flt.agent:
+        conditions.append(t.agent == flt.agent)
+    if flt.status:
+        conditions.append(t.status == flt.status)
+    if flt.min_duration_ms is not None:
+        conditions.append(t.duration_ms >= flt.min_duration_ms)
+    if flt.since_ns is not None:
+        conditions.append(t.start_ns >= flt.since_ns)
+    if flt.until_ns is not None:
+        conditions.append(t.start_ns < flt.until_ns)
+    if flt.q:
+        q = flt.q
+        conditions.append(
+            or_(
+                t.name.icontains(q, autoescape=True),
+                t.agent.icontains(q, autoescape=True),
+                t.error_message.icontains(q, autoescape=True),
+                t.trace_id.startswith(q.lower(), autoescape=True),
+            )
+        )
+    if cursor:
+        c_start, c_trace = decode_cursor(cursor)
+        conditions.append(
+            or_(t.start_ns < c_start, and_(t.start_ns == c_start, t.trace_id < c_trace))
+        )
+    stmt = (
+        select(traces)
+        .where(and_(True, *conditions))
+        .order_by(t.start_ns.desc(), t.trace_id.desc())
+        .limit(limit + 1)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1].start_ns, rows[-1].trace_id) if more and rows else None
+    return {"items": [trace_summary(r) for r in rows], "next_cursor": next_cursor}
+
+
+def _span_out(row: Any, trace_start_ns: int) -> dict[str, Any]:
+    events = orjson.loads(row.events)
+    for event in events:
+        event["time"] = iso_from_ns(int(event.pop("time_unix_nano", 0) or 0))
+    return {
+        "span_id": row.span_id,
+        "parent_span_id": row.parent_span_id,
+        "name": row.name,
+        "kind": row.kind,
+        "span_kind": _SPAN_KINDS.get(row.span_kind, "unspecified"),
+        "agent": row.agent,
+        "model": row.model,
+        "service": row.service,
+        "start_ns": row.start_ns,
+        "start_time": iso_from_ns(row.start_ns),
+        "end_time": iso_from_ns(row.end_ns),
+        "offset_ms": round((row.start_ns - trace_start_ns) / 1_000_000, 3),
+        "duration_ms": round(row.duration_ms, 3),
+        "status": row.status,
+        "status_message": row.status_message,
+        "tokens": _tokens(row.input_tokens, row.output_tokens, row.cached_tokens),
+        "cost_usd": _money(row.cost_nanousd),
+        "attributes": orjson.loads(row.attributes),
+        "events": events,
+        "links": orjson.loads(row.links),
+        "resource": orjson.loads(row.resource),
+        "scope": row.scope,
+    }
+
+
+def get_trace(engine: Engine, trace_id: str, *, max_spans: int) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        summary = conn.execute(select(traces).where(traces.c.trace_id == trace_id)).first()
+        if summary is None:
+            return None
+        rows = conn.execute(
+            select(spans)
+            .where(spans.c.trace_id == trace_id)
+            .order_by(spans.c.start_ns, spans.c.span_id)
+            .limit(max_spans + 1)
+        ).all()
+    truncated = len(rows) > max_spans
+    rows = rows[:max_spans]
+    ordered, roots = build_tree([_span_out(r, summary.start_ns) for r in rows])
+    for node in ordered:
+        node.pop("start_ns", None)
+    return {
+        "trace": trace_summary(summary),
+        "roots": roots,
+        "spans": ordered,
+        "truncated": truncated,
+    }
