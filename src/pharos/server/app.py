@@ -10,7 +10,6 @@ from typing import Any
 
 import anyio
 from fastapi import FastAPI, Request
-from fastapi.responses import ORJSONResponse
 from sqlalchemy import text
 
 import pharos
@@ -20,6 +19,7 @@ from pharos.server.errors import install_error_handlers
 from pharos.server.ingest.http import router as ingest_router
 from pharos.server.ingest.writer import GroupCommitWriter
 from pharos.server.query.api import router as query_router
+from pharos.server.responses import FastJSONResponse
 from pharos.server.settings import Settings
 
 log = logging.getLogger("pharos")
@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=pharos.__version__,
         summary="Observability for AI agents",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
+        default_response_class=FastJSONResponse,
     )
     app.state.settings = settings
     install_error_handlers(app)
@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["ops"], summary="Readiness: database reachable, writer running")
-    async def readyz(request: Request) -> ORJSONResponse:
+    async def readyz(request: Request) -> FastJSONResponse:
         writer: GroupCommitWriter = request.app.state.writer
         checks: dict[str, Any] = {
             "writer": "running" if writer.running else "stopped",
@@ -95,7 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ok = False
         if writer.stats.last_error:
             checks["writer_last_error"] = writer.stats.last_error
-        return ORJSONResponse(
+        return FastJSONResponse(
             {"status": "ready" if ok else "not ready", "checks": checks},
             status_code=200 if ok else 503,
         )

@@ -6,8 +6,9 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pharos.server.responses import FastJSONResponse
 
 log = logging.getLogger("pharos.api")
 
@@ -45,8 +46,8 @@ class ApiError(Exception):
 
 def error_response(
     status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None
-) -> ORJSONResponse:
-    return ORJSONResponse(
+) -> FastJSONResponse:
+    return FastJSONResponse(
         {"error": {"code": code or _CODES.get(status, "error"), "message": message}},
         status_code=status,
         headers=headers,
@@ -55,17 +56,17 @@ def error_response(
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api_error(_request: Request, exc: ApiError) -> ORJSONResponse:
+    async def _api_error(_request: Request, exc: ApiError) -> FastJSONResponse:
         return error_response(exc.status, exc.message, exc.code, exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> FastJSONResponse:
         return error_response(
             exc.status_code, str(exc.detail), headers=dict(exc.headers or {}) or None
         )
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_request: Request, exc: RequestValidationError) -> ORJSONResponse:
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> FastJSONResponse:
         parts = []
         for err in exc.errors():
             loc = [str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body")]
@@ -74,6 +75,6 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(400, "; ".join(parts) or "invalid request", "invalid_parameter")
 
     @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> ORJSONResponse:
+    async def _unexpected(_request: Request, exc: Exception) -> FastJSONResponse:
         log.exception("unhandled error", exc_info=exc)
         return error_response(500, "internal error; see the server log")

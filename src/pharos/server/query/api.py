@@ -8,11 +8,11 @@ from typing import Annotated, Literal
 
 import anyio
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import ORJSONResponse
 from sqlalchemy import Engine
 
 from pharos.server.errors import ApiError
 from pharos.server.query.traces import BadCursor, TraceFilter, get_trace, list_traces
+from pharos.server.responses import FastJSONResponse
 from pharos.server.timeparse import parse_instant_ns
 
 router = APIRouter(prefix="/api/v1", tags=["traces"])
@@ -47,7 +47,7 @@ async def traces_list(
     q: Annotated[str | None, Query(max_length=256, description="Text in name/agent/error")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
-) -> ORJSONResponse:
+) -> FastJSONResponse:
     now = time.time_ns()
     flt = TraceFilter(
         agent=agent,
@@ -63,7 +63,7 @@ async def traces_list(
         )
     except BadCursor as exc:
         raise ApiError(400, f"cursor: {exc}", "invalid_parameter") from None
-    return ORJSONResponse(page)
+    return FastJSONResponse(page)
 
 
 @router.get("/traces/{trace_id}", summary="One trace: every span as a tree")
@@ -71,7 +71,7 @@ async def trace_detail(
     engine: EngineDep,
     trace_id: Annotated[str, Path(description="32 hex characters")],
     max_spans: Annotated[int, Query(ge=1, le=100_000)] = 20_000,
-) -> ORJSONResponse:
+) -> FastJSONResponse:
     if not _TRACE_ID.match(trace_id):
         raise ApiError(400, "trace_id: expected 32 hexadecimal characters", "invalid_parameter")
     result = await anyio.to_thread.run_sync(
@@ -79,4 +79,4 @@ async def trace_detail(
     )
     if result is None:
         raise ApiError(404, f"trace {trace_id.lower()} not found")
-    return ORJSONResponse(result)
+    return FastJSONResponse(result)

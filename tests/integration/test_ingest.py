@@ -1,0 +1,275 @@
+"""OTLP/HTTP trace ingest against a real server on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+
+import httpx
+import orjson
+import pytest
+from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceResponse,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import SpanKind, StatusCode
+from sqlalchemy import create_engine, func, select
+
+from pharos.server.db.schema import spans as spans_table
+from tests.conftest import FIXTURES, RunningServer, ServerFactory
+from tests.otlp_helpers import JSON, PROTOBUF, fixture_bodies, request, span, to_otlp_json
+
+
+def _provider(url: str, service: str, *, gzip_on: bool = False) -> TracerProvider:
+    exporter = OTLPSpanExporter(
+        endpoint=f"{url}/v1/traces",
+        compression=Compression.Gzip if gzip_on else Compression.NoCompression,
+    )
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider
+
+
+def _count_spans(server: RunningServer) -> int:
+    engine = create_engine(
+        server.settings.database_url.replace("postgresql://", "postgresql+psycopg://")
+    )
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(spans_table)).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def _only_trace(server: RunningServer) -> dict:
+    page = server.get("/api/v1/traces").json()
+    assert len(page["items"]) == 1, page
+    return page["items"][0]
+
+
+@pytest.mark.parametrize("gzip_on", [False, True], ids=["plain", "gzip"])
+def test_real_otel_exporter_agent_run_becomes_a_tree(server: RunningServer, gzip_on: bool) -> None:
+    provider = _provider(server.url, "checkout-service", gzip_on=gzip_on)
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span(
+        "invoke_agent checkout",
+        kind=SpanKind.SERVER,
+        attributes={"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "checkout"},
+    ) as root:
+        with tracer.start_as_current_span(
+            "chat gpt-4o-mini",
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.request.model": "gpt-4o-mini",
+                "gen_ai.response.model": "gpt-4o-mini-2024-07-18",
+                "gen_ai.usage.input_tokens": 120,
+                "gen_ai.usage.output_tokens": 30,
+            },
+        ):
+            pass
+        with tracer.start_as_current_span(
+            "execute_tool charge_card",
+            attributes={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "charge"},
+        ) as tool:
+            tool.record_exception(TimeoutError("card processor timed out"))
+            tool.set_status(StatusCode.ERROR, "TimeoutError: card processor timed out")
+        trace_id = format(root.get_span_context().trace_id, "032x")
+    assert provider.force_flush(10_000)
+    provider.shutdown()
+
+    summary = _only_trace(server)
+    assert summary["trace_id"] == trace_id
+    assert summary["agent"] == "checkout"
+    assert summary["name"] == "invoke_agent checkout"
+    assert summary["span_count"] == 3
+    assert summary["error_count"] == 1
+    assert summary["status"] == "error"
+    assert summary["llm_calls"] == 1 and summary["tool_calls"] == 1
+    assert summary["tokens"] == {"input": 120, "output": 30, "cached": 0, "total": 150}
+
+    detail = server.get(f"/api/v1/traces/{trace_id}").json()
+    spans = detail["spans"]
+    assert [s["depth"] for s in spans] == [0, 1, 1]
+    root_span, llm, tool_span = spans
+    assert detail["roots"] == [root_span["span_id"]]
+    assert root_span["kind"] == "agent" and root_span["span_kind"] == "server"
+    assert set(root_span["children"]) == {llm["span_id"], tool_span["span_id"]}
+    assert llm["kind"] == "llm" and llm["model"] == "gpt-4o-mini-2024-07-18"
+    assert llm["agent"] == "checkout"
+    assert llm["tokens"]["input"] == 120 and llm["tokens"]["output"] == 30
+    assert tool_span["status"] == "error"
+    assert tool_span["events"][0]["name"] == "exception"
+    assert tool_span["events"][0]["attributes"]["exception.type"] == "TimeoutError"
+    assert tool_span["attributes"]["gen_ai.tool.name"] == "charge"
+    assert root_span["resource"]["service.name"] == "checkout-service"
+
+
+def test_fixture_children_before_parent_form_one_tree_and_resend_is_idempotent(
+    server: RunningServer,
+) -> None:
+    bodies = fixture_bodies(FIXTURES)
+    assert len(bodies) == 5
+    for _ in range(2):  # the second round is an exporter retrying everything
+        for body in bodies:
+            resp = server.post("/v1/traces", content=body, headers=PROTOBUF)
+            assert resp.status_code == 200, resp.text
+            assert resp.headers["content-type"] == "application/x-protobuf"
+            parsed = ExportTraceServiceResponse.FromString(resp.content)
+            assert parsed.partial_success.rejected_spans == 0
+
+    summary = _only_trace(server)
+    assert summary["span_count"] == 5
+    assert summary["error_count"] == 1
+    assert summary["name"] == "support-agent run"
+    assert summary["agent"] == "support-agent"
+    assert summary["llm_calls"] == 3
+    assert summary["tokens"] == {
+        "input": 57 + 21 + 5,
+        "output": 9 + 2,
+        "cached": 32,
+        "total": 57 + 21 + 5 + 9 + 2,
+    }
+    assert summary["error_message"] == "RateLimitError: Error code: 429 - Rate limit reached"
+    assert not summary["root_missing"]
+    assert _count_spans(server) == 5
+
+    detail = server.get(f"/api/v1/traces/{summary['trace_id']}").json()
+    spans = detail["spans"]
+    assert len(spans) == 5
+    assert spans[0]["name"] == "support-agent run" and spans[0]["depth"] == 0
+    assert all(s["depth"] == 1 for s in spans[1:])
+    assert all(s["agent"] == "support-agent" for s in spans)
+    by_model = {s["model"]: s for s in spans[1:]}
+    assert by_model["gpt-4o-2024-08-06"]["tokens"] == {
+        "input": 57,
+        "output": 9,
+        "cached": 32,
+        "total": 66,
+    }
+    assert by_model["text-embedding-3-small"]["kind"] == "embedding"
+    assert by_model["gpt-4o"]["status"] == "error"
+
+
+def test_trace_summary_before_root_arrives(server: RunningServer) -> None:
+    bodies = fixture_bodies(FIXTURES)
+    for body in bodies[:4]:
+        assert server.post("/v1/traces", content=body, headers=PROTOBUF).status_code == 200
+    summary = _only_trace(server)
+    assert summary["root_missing"] is True
+    assert summary["span_count"] == 4
+    assert summary["agent"] == "openinference-demo-agent"
+    server.post("/v1/traces", content=bodies[4], headers=PROTOBUF)
+    summary = _only_trace(server)
+    assert summary["root_missing"] is False
+    assert summary["agent"] == "support-agent"
+
+
+def test_otlp_json_gzip_and_partial_success(server: RunningServer) -> None:
+    good = span(0xA1, 1, name="plain op", attrs={"http.method": "GET"})
+    bad = span(0xA1, 2, 1, name="bad id")
+    bad.trace_id = b"\x01" * 8  # valid hex in JSON, but 8 bytes: rejected, not fatal
+    doc = to_otlp_json(request([good, bad], service="json-service"))
+    body = gzip.compress(orjson.dumps(doc))
+    resp = server.post("/v1/traces", content=body, headers={**JSON, "content-encoding": "gzip"})
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"].startswith("application/json")
+    partial = resp.json()["partialSuccess"]
+    assert int(partial["rejectedSpans"]) == 1
+    assert "trace_id must be 16" in partial["errorMessage"]
+    summary = _only_trace(server)
+    assert summary["agent"] == "json-service"  # plain OTel span: agent = service.name
+    assert summary["span_count"] == 1
+
+    # Full success in JSON is an empty ExportTraceServiceResponse.
+    ok = server.post(
+        "/v1/traces", content=orjson.dumps(to_otlp_json(request([span(0xA2, 1)]))), headers=JSON
+    )
+    assert ok.status_code == 200 and ok.json() == {}
+
+
+def test_protobuf_partial_success(server: RunningServer) -> None:
+    bad = span(0xB1, 2)
+    bad.span_id = b""
+    resp = server.post(
+        "/v1/traces", content=request([span(0xB1, 1), bad]).SerializeToString(), headers=PROTOBUF
+    )
+    assert resp.status_code == 200
+    parsed = ExportTraceServiceResponse.FromString(resp.content)
+    assert parsed.partial_success.rejected_spans == 1
+    assert "span_id" in parsed.partial_success.error_message
+
+
+def test_nul_and_unicode_are_stored_on_every_dialect(server: RunningServer) -> None:
+    hostile = span(
+        0xC1,
+        1,
+        name="na\x00me <script>alert(1)</script> \u202e",
+        attrs={"k\x00": "v\x00", "emoji": "🚀" * 10},
+        error="bad\x00thing",
+    )
+    resp = server.post(
+        "/v1/traces",
+        content=request([hostile], service="svc\x00x").SerializeToString(),
+        headers=PROTOBUF,
+    )
+    assert resp.status_code == 200, resp.text
+    detail = server.get(f"/api/v1/traces/{0xC1:032x}").json()
+    stored = detail["spans"][0]
+    assert stored["name"] == "na\ufffdme <script>alert(1)</script> \u202e"
+    assert stored["attributes"]["k\x00"] == "v\x00"  # JSON documents keep NUL escaped
+    assert stored["status_message"] == "bad\ufffdthing"
+
+
+def test_concurrent_exports_all_stored(server: RunningServer) -> None:
+    errors: list[str] = []
+
+    def client(n: int) -> None:
+        with server.client() as c:
+            for i in range(5):
+                spans = [span(1000 + n * 10 + i, s + 1, s if s else None) for s in range(20)]
+                r = c.post(
+                    "/v1/traces", content=request(spans).SerializeToString(), headers=PROTOBUF
+                )
+                if r.status_code != 200:
+                    errors.append(r.text)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert _count_spans(server) == 8 * 5 * 20
+
+
+def test_health_endpoints(server: RunningServer) -> None:
+    assert server.get("/healthz").json() == {"status": "ok"}
+    ready = server.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["database"] == "ok"
+    assert ready.json()["checks"]["writer"] == "running"
+
+
+def test_openapi_docs_served(server: RunningServer) -> None:
+    schema = server.get("/openapi.json").json()
+    assert "/v1/traces" in schema["paths"]
+    assert "/api/v1/traces/{trace_id}" in schema["paths"]
+
+
+def test_demo_mode_loads_traffic(make_server: ServerFactory) -> None:
+    srv = make_server(demo=True)
+    with httpx.Client(base_url=srv.url, timeout=30) as c:
+        for _ in range(300):
+            items = c.get("/api/v1/traces", params={"limit": 500}).json()["items"]
+            if len(items) >= 500:
+                break
+            threading.Event().wait(0.1)
+    agents = {i["agent"] for i in items}
+    assert len(items) >= 500
+    assert {"support-bot", "research-agent", "sql-analyst"} <= agents
+    assert any(i["status"] == "error" for i in items)
+    assert max(i["duration_ms"] for i in items) > 5_000  # the long tail

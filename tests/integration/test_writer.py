@@ -1,0 +1,148 @@
+"""The group-commit writer against real databases: batching, overload, isolation of bad data."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from pharos.server.db.engine import make_engine
+from pharos.server.db.migrate import upgrade
+from pharos.server.db.schema import spans, traces
+from pharos.server.ingest.normalize import Limits, SpanRecord, normalize_traces
+from pharos.server.ingest.writer import GroupCommitWriter
+from tests.conftest import ServerFactory
+from tests.otlp_helpers import PROTOBUF, request, span
+
+
+def _records(trace: int, n: int) -> list[SpanRecord]:
+    return normalize_traces(
+        request([span(trace, i + 1, i if i else None) for i in range(n)]), Limits()
+    ).spans
+
+
+def _hold_sqlite_write_lock(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("BEGIN IMMEDIATE")
+    return conn
+
+
+def test_group_commit_batches_waiting_requests(sqlite_url: str) -> None:
+    upgrade(sqlite_url)
+    engine = make_engine(sqlite_url, pool_size=1)
+    writer = GroupCommitWriter(engine, queue_size=64)
+    writer.start()
+    lock = _hold_sqlite_write_lock(sqlite_url.removeprefix("sqlite:///"))
+
+    async def scenario() -> list[int]:
+        tasks = [asyncio.create_task(writer.write(_records(100 + i, 10))) for i in range(6)]
+        await asyncio.sleep(0.3)  # all six are queued or waiting on the lock
+        assert not any(t.done() for t in tasks), "acknowledged before commit"
+        lock.execute("COMMIT")
+        return [(await t).stored for t in tasks]
+
+    try:
+        stored = asyncio.run(scenario())
+    finally:
+        lock.close()
+        writer.stop()
+    assert stored == [10] * 6
+    assert writer.stats.transactions <= 2  # the queued requests shared one transaction
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(spans)).scalar_one() == 60
+        assert conn.execute(select(func.count()).select_from(traces)).scalar_one() == 6
+    engine.dispose()
+
+
+def test_one_bad_request_does_not_fail_the_others(db_url: str) -> None:
+    upgrade(db_url)
+    engine = make_engine(db_url, pool_size=1)
+    writer = GroupCommitWriter(engine)
+    writer.start()
+    bad = _records(0xBAD, 2)
+    bad[1].attributes = object()  # type: ignore[assignment]  # the driver cannot bind this
+
+    async def scenario() -> list[object]:
+        return await asyncio.gather(
+            writer.write(_records(0x600D, 3)),
+            writer.write(bad),
+            writer.write(_records(0x600E, 4)),
+            return_exceptions=True,
+        )
+
+    try:
+        results = asyncio.run(scenario())
+    finally:
+        writer.stop()
+    assert results[0].stored == 3  # type: ignore[union-attr]
+    assert isinstance(results[1], RuntimeError)
+    assert results[2].stored == 4  # type: ignore[union-attr]
+    with engine.connect() as conn:
+        ids = {r[0] for r in conn.execute(select(spans.c.trace_id).distinct())}
+        assert ids == {f"{0x600D:032x}", f"{0x600E:032x}"}
+    engine.dispose()
+
+
+def test_stop_commits_everything_queued(sqlite_url: str) -> None:
+    upgrade(sqlite_url)
+    engine = make_engine(sqlite_url, pool_size=1)
+    writer = GroupCommitWriter(engine)
+    writer.start()
+    lock = _hold_sqlite_write_lock(sqlite_url.removeprefix("sqlite:///"))
+
+    async def scenario() -> list[int]:
+        tasks = [asyncio.create_task(writer.write(_records(300 + i, 5))) for i in range(5)]
+        await asyncio.sleep(0.2)
+        stopper = threading.Thread(target=writer.stop)
+        stopper.start()  # stop while requests wait: they must still be committed
+        await asyncio.sleep(0.2)
+        lock.execute("COMMIT")
+        results = [(await t).stored for t in tasks]
+        stopper.join()
+        return results
+
+    try:
+        assert asyncio.run(scenario()) == [5] * 5
+    finally:
+        lock.close()
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(spans)).scalar_one() == 25
+    engine.dispose()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_full_queue_answers_503_with_retry_after(make_server: ServerFactory, db_url: str) -> None:
+    srv = make_server(writer_queue_size=1, retry_after_seconds=2)
+    lock = _hold_sqlite_write_lock(db_url.removeprefix("sqlite:///"))
+    responses: dict[int, object] = {}
+
+    def post(i: int) -> None:
+        body = request([span(0x500 + i, 1)]).SerializeToString()
+        responses[i] = srv.post("/v1/traces", content=body, headers=PROTOBUF)
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(4)]
+    try:
+        for t in threads:
+            t.start()
+            time.sleep(0.15)
+        deadline = time.monotonic() + 10
+        while sum(1 for r in responses.values() if r.status_code == 503) < 2:  # type: ignore[attr-defined]
+            assert time.monotonic() < deadline, responses
+            time.sleep(0.05)
+    finally:
+        lock.execute("COMMIT")
+        lock.close()
+        for t in threads:
+            t.join()
+    codes = sorted(r.status_code for r in responses.values())  # type: ignore[attr-defined]
+    assert codes == [200, 200, 503, 503], codes
+    rejected = [r for r in responses.values() if r.status_code == 503]  # type: ignore[attr-defined]
+    assert all(r.headers["retry-after"] == "2" for r in rejected)  # type: ignore[attr-defined]
+    # Acknowledged ones are stored; the refused ones are not half-stored.
+    for i, r in responses.items():
+        found = srv.get(f"/api/v1/traces/{0x500 + i:032x}").status_code
+        assert found == (200 if r.status_code == 200 else 404)  # type: ignore[attr-defined]
