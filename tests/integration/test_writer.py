@@ -10,7 +10,7 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from pharos.server.db.engine import make_engine
+from pharos.server.db.engine import make_writer_engine
 from pharos.server.db.migrate import upgrade
 from pharos.server.db.schema import spans, traces
 from pharos.server.ingest.normalize import Limits, SpanRecord, normalize_traces
@@ -33,7 +33,7 @@ def _hold_sqlite_write_lock(path: str) -> sqlite3.Connection:
 
 def test_group_commit_batches_waiting_requests(sqlite_url: str) -> None:
     upgrade(sqlite_url)
-    engine = make_engine(sqlite_url, pool_size=1)
+    engine = make_writer_engine(sqlite_url)
     writer = GroupCommitWriter(engine, queue_size=64)
     writer.start()
     lock = _hold_sqlite_write_lock(sqlite_url.removeprefix("sqlite:///"))
@@ -60,7 +60,7 @@ def test_group_commit_batches_waiting_requests(sqlite_url: str) -> None:
 
 def test_one_bad_request_does_not_fail_the_others(db_url: str) -> None:
     upgrade(db_url)
-    engine = make_engine(db_url, pool_size=1)
+    engine = make_writer_engine(db_url)
     writer = GroupCommitWriter(engine)
     writer.start()
     bad = _records(0xBAD, 2)
@@ -89,7 +89,7 @@ def test_one_bad_request_does_not_fail_the_others(db_url: str) -> None:
 
 def test_stop_commits_everything_queued(sqlite_url: str) -> None:
     upgrade(sqlite_url)
-    engine = make_engine(sqlite_url, pool_size=1)
+    engine = make_writer_engine(sqlite_url)
     writer = GroupCommitWriter(engine)
     writer.start()
     lock = _hold_sqlite_write_lock(sqlite_url.removeprefix("sqlite:///"))
@@ -146,3 +146,35 @@ def test_full_queue_answers_503_with_retry_after(make_server: ServerFactory, db_
     for i, r in responses.items():
         found = srv.get(f"/api/v1/traces/{0x500 + i:032x}").status_code
         assert found == (200 if r.status_code == 200 else 404)  # type: ignore[attr-defined]
+
+
+def test_partial_resend_stores_only_new_spans_and_keeps_summary_right(db_url: str) -> None:
+    upgrade(db_url)
+    engine = make_writer_engine(db_url)
+    writer = GroupCommitWriter(engine)
+    writer.start()
+    every = normalize_traces(
+        request([span(0x77, i + 1, 1 if i else None, duration_ms=10 + i) for i in range(6)]),
+        Limits(),
+    ).spans
+
+    async def scenario() -> tuple[object, object, object]:
+        first = await writer.write(every[:3])
+        again = await writer.write(every[1:5] + every[1:2])  # overlap, and a span sent twice
+        last = await writer.write(every)
+        return first, again, last
+
+    try:
+        first, again, last = asyncio.run(scenario())
+    finally:
+        writer.stop()
+    assert (first.stored, first.duplicates) == (3, 0)  # type: ignore[attr-defined]
+    assert (again.stored, again.duplicates) == (2, 3)  # type: ignore[attr-defined]
+    assert (last.stored, last.duplicates) == (1, 5)  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        row = conn.execute(select(traces)).one()
+        assert conn.execute(select(func.count()).select_from(spans)).scalar_one() == 6
+    assert row.span_count == 6
+    assert row.root_span_id == f"{1:016x}"
+    assert row.duration_ms == 15.0  # max(end) - min(start): the longest child ends last
+    engine.dispose()

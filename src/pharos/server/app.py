@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from sqlalchemy import text
 
 import pharos
-from pharos.server.db.engine import make_engine
+from pharos.server.db.engine import make_engine, make_writer_engine
 from pharos.server.db.migrate import upgrade
 from pharos.server.errors import install_error_handlers
 from pharos.server.ingest.http import router as ingest_router
@@ -39,8 +39,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 pool_size=8,
             )
             stack.callback(engine.dispose)
-            writer_engine = make_engine(
-                settings.database_url, sqlite_synchronous=settings.sqlite_synchronous, pool_size=1
+            writer_engine = make_writer_engine(
+                settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
             )
             stack.callback(writer_engine.dispose)
             writer = GroupCommitWriter(

@@ -19,16 +19,24 @@ def normalise_url(url: str) -> str:
 
 
 def make_engine(
-    url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 5, **kwargs: Any
+    url: str,
+    *,
+    sqlite_synchronous: str = "FULL",
+    sqlite_begin: str = "DEFERRED",
+    pool_size: int = 5,
+    **kwargs: Any,
 ) -> Engine:
-    """Build an engine. SQLite gets WAL, the chosen durability and a generous busy timeout."""
+    """Build an engine. SQLite gets WAL, the chosen durability and a generous busy timeout;
+    ``sqlite_begin="IMMEDIATE"`` makes every transaction take the write lock up front."""
     url = normalise_url(url)
-    if make_url(url).get_backend_name() == "sqlite":
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        in_memory = parsed.database in (None, "", ":memory:")
+        pool_args = {} if in_memory else {"pool_size": pool_size, "max_overflow": pool_size}
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
-            pool_size=pool_size,
-            max_overflow=pool_size,
+            **pool_args,
             **kwargs,
         )
         synchronous = sqlite_synchronous.upper()
@@ -49,11 +57,24 @@ def make_engine(
             cur.execute("PRAGMA cache_size=-65536")
             cur.close()
 
+        begin = f"BEGIN {sqlite_begin.upper()}"
+        if sqlite_begin.upper() not in {"DEFERRED", "IMMEDIATE", "EXCLUSIVE"}:
+            raise ValueError(f"unknown sqlite begin mode {sqlite_begin!r}")
+
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN")
+            conn.exec_driver_sql(begin)
 
         return engine
     return create_engine(
         url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, **kwargs
+    )
+
+
+def make_writer_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:
+    """The group-commit writer's engine: one connection, and on SQLite transactions that take
+    the write lock at BEGIN (a deferred one that reads first cannot wait for the lock in WAL
+    mode and fails at once with "database is locked")."""
+    return make_engine(
+        url, sqlite_synchronous=sqlite_synchronous, sqlite_begin="IMMEDIATE", pool_size=1
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import queue
 import threading
 import time
@@ -19,12 +20,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, case, func
+from sqlalchemy import Connection, Engine, and_, case, func, literal_column
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from pharos.server.db.schema import spans, traces
 from pharos.server.ingest.normalize import SpanRecord, TraceDelta, trace_deltas
+
+#: ``spans`` columns in table order (``id`` is assigned by the database).
+SPAN_COLUMNS = tuple(c.name for c in spans.columns if c.name != "id")
+TRACE_COLUMNS = tuple(c.name for c in traces.columns)
+_span_tuple = operator.attrgetter(*SPAN_COLUMNS)
 
 log = logging.getLogger("pharos.writer")
 
@@ -71,10 +77,20 @@ class GroupCommitWriter:
         self._thread: threading.Thread | None = None
         self._accepting = False
         self.stats = WriterStats()
-        dialect = engine.dialect.name
-        self._insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        self._least: Any = func.least if dialect == "postgresql" else func.min
-        self._greatest: Any = func.greatest if dialect == "postgresql" else func.max
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._insert: Any = sqlite.insert if self._sqlite else postgresql.insert
+        self._least: Any = func.min if self._sqlite else func.least
+        self._greatest: Any = func.max if self._sqlite else func.greatest
+        self._traces_upsert = self._build_traces_upsert()
+        # SQLite: the statements compiled once to plain SQL, run with executemany over tuples
+        # (the single writer holds BEGIN IMMEDIATE, so checking which spans exist and then
+        # inserting the rest cannot race). PostgreSQL: INSERT .. ON CONFLICT DO NOTHING
+        # RETURNING, which stays right with several instances writing at once.
+        dialect = engine.dialect
+        self._sqlite_span_insert = str(
+            spans.insert().compile(dialect=dialect, column_keys=list(SPAN_COLUMNS))
+        )
+        self._sqlite_traces_upsert = str(self._traces_upsert.compile(dialect=dialect))
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -184,7 +200,7 @@ class GroupCommitWriter:
 
     def _transaction(self, jobs: list[_Job]) -> list[WriteResult]:
         started = time.perf_counter()
-        rows: list[dict[str, Any]] = []
+        rows: list[tuple[Any, ...]] = []
         owners: dict[tuple[str, str], int] = {}  # first job that sent each span in the group
         per_job_dupes = [0] * len(jobs)
         candidates: list[SpanRecord] = []
@@ -196,15 +212,9 @@ class GroupCommitWriter:
                     continue
                 owners[key] = index
                 candidates.append(record)
-                rows.append(record.as_row())
+                rows.append(_span_tuple(record))
         with self._engine.begin() as conn:
-            stmt = (
-                self._insert(spans)
-                .on_conflict_do_nothing(index_elements=["trace_id", "span_id"])
-                .returning(spans.c.trace_id, spans.c.span_id)
-            )
-            inserted = {(t, s) for t, s in conn.execute(stmt, rows)}
-            new = [r for r in candidates if (r.trace_id, r.span_id) in inserted]
+            new = self._store_spans(conn, candidates, rows)
             if new:
                 self._upsert_traces(conn, trace_deltas(new))
         stored = [0] * len(jobs)
@@ -221,40 +231,80 @@ class GroupCommitWriter:
         self.stats.last_commit_seconds = time.perf_counter() - started
         return results
 
+    def _store_spans(
+        self, conn: Connection, candidates: list[SpanRecord], rows: list[tuple[Any, ...]]
+    ) -> list[SpanRecord]:
+        """Insert the spans not stored yet; return those (a resent span is stored once)."""
+        if self._sqlite:
+            existing: set[tuple[str, str]] = set()
+            for start in range(0, len(candidates), 400):
+                chunk = candidates[start : start + 400]
+                values = ",".join("(?,?)" for _ in chunk)
+                params = [v for r in chunk for v in (r.trace_id, r.span_id)]
+                # A join, not `(a, b) IN (VALUES ..)` which SQLite answers with a full index
+                # scan: one index probe per span, whatever the size of the table.
+                found = conn.exec_driver_sql(
+                    f"WITH k(t, s) AS (VALUES {values}) SELECT k.t, k.s FROM k "
+                    "JOIN spans ON spans.trace_id = k.t AND spans.span_id = k.s",
+                    tuple(params),
+                )
+                existing.update((t, s) for t, s in found)
+            if not existing:
+                conn.exec_driver_sql(self._sqlite_span_insert, rows)
+                return candidates
+            keep = [i for i, r in enumerate(candidates) if (r.trace_id, r.span_id) not in existing]
+            if keep:
+                conn.exec_driver_sql(self._sqlite_span_insert, [rows[i] for i in keep])
+            return [candidates[i] for i in keep]
+        stmt = (
+            self._insert(spans)
+            .on_conflict_do_nothing(index_elements=["trace_id", "span_id"])
+            .returning(spans.c.trace_id, spans.c.span_id)
+        )
+        inserted = {(t, s) for t, s in conn.execute(stmt, [r.as_row() for r in candidates])}
+        return [r for r in candidates if (r.trace_id, r.span_id) in inserted]
+
     def _upsert_traces(self, conn: Connection, deltas: list[TraceDelta]) -> None:
         now = time.time_ns()
         rows = [
-            {
-                "trace_id": d.trace_id,
-                "root_span_id": d.root_span_id,
-                "name": d.name,
-                "agent": d.agent,
-                "agent_rank": d.agent_rank,
-                "start_ns": d.start_ns,
-                "end_ns": d.end_ns,
-                "duration_ms": (d.end_ns - d.start_ns) / 1_000_000,
-                "span_count": d.span_count,
-                "error_count": d.error_count,
-                "llm_calls": d.llm_calls,
-                "tool_calls": d.tool_calls,
-                "input_tokens": d.input_tokens,
-                "output_tokens": d.output_tokens,
-                "cached_tokens": d.cached_tokens,
-                "cost_nanousd": d.cost_nanousd,
-                "status": "error" if d.error_count else "ok",
-                "error_message": d.error_message,
-                "updated_ns": now,
-            }
+            (
+                d.trace_id,
+                d.root_span_id,
+                d.name,
+                d.agent,
+                d.agent_rank,
+                d.start_ns,
+                d.end_ns,
+                (d.end_ns - d.start_ns) / 1_000_000,
+                d.span_count,
+                d.error_count,
+                d.llm_calls,
+                d.tool_calls,
+                d.input_tokens,
+                d.output_tokens,
+                d.cached_tokens,
+                d.cost_nanousd,
+                "error" if d.error_count else "ok",
+                d.error_message,
+                now,
+            )
             for d in deltas
         ]
-        conn.execute(self._traces_upsert, rows)
+        if self._sqlite:
+            conn.exec_driver_sql(self._sqlite_traces_upsert, rows)
+        else:
+            conn.execute(
+                self._traces_upsert, [dict(zip(TRACE_COLUMNS, r, strict=True)) for r in rows]
+            )
 
-    @property
-    def _traces_upsert(self) -> Any:
+    def _build_traces_upsert(self) -> Any:
         stmt = self._insert(traces)
         ex, t = stmt.excluded, traces.c
         start = self._least(t.start_ns, ex.start_ns)
         end = self._greatest(t.end_ns, ex.end_ns)
+        # Constants are literal SQL so the compiled statement only has the row's placeholders.
+        error: Any = literal_column("'error'")
+        ok: Any = literal_column("'ok'")
         return stmt.on_conflict_do_update(
             index_elements=["trace_id"],
             set_={
@@ -268,7 +318,7 @@ class GroupCommitWriter:
                 "agent_rank": self._greatest(t.agent_rank, ex.agent_rank),
                 "start_ns": start,
                 "end_ns": end,
-                "duration_ms": (end - start) / 1_000_000.0,
+                "duration_ms": (end - start) / literal_column("1000000.0"),
                 "span_count": t.span_count + ex.span_count,
                 "error_count": t.error_count + ex.error_count,
                 "llm_calls": t.llm_calls + ex.llm_calls,
@@ -277,7 +327,9 @@ class GroupCommitWriter:
                 "output_tokens": t.output_tokens + ex.output_tokens,
                 "cached_tokens": t.cached_tokens + ex.cached_tokens,
                 "cost_nanousd": t.cost_nanousd + ex.cost_nanousd,
-                "status": case((t.error_count + ex.error_count > 0, "error"), else_="ok"),
+                "status": case(
+                    (t.error_count + ex.error_count > literal_column("0"), error), else_=ok
+                ),
                 "error_message": func.coalesce(t.error_message, ex.error_message),
                 "updated_ns": ex.updated_ns,
             },
