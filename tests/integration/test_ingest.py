@@ -273,3 +273,31 @@ def test_demo_mode_loads_traffic(make_server: ServerFactory) -> None:
     assert {"support-bot", "research-agent", "sql-analyst"} <= agents
     assert any(i["status"] == "error" for i in items)
     assert max(i["duration_ms"] for i in items) > 5_000  # the long tail
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("workers", [0, 2])
+def test_parsing_in_process_or_in_workers(make_server: ServerFactory, workers: int) -> None:
+    srv = make_server(ingest_workers=workers)
+    for body in fixture_bodies(FIXTURES):
+        assert srv.post("/v1/traces", content=body, headers=PROTOBUF).status_code == 200
+    assert _only_trace(srv)["span_count"] == 5
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_dead_ingest_worker_is_replaced(make_server: ServerFactory) -> None:
+    import os
+    import signal
+
+    srv = make_server(ingest_workers=1)
+    pool = srv.app.state.parser._pool
+    for pid in list(pool._processes):
+        os.kill(pid, signal.SIGKILL)
+    body = request([span(0xDEAD, 1)]).SerializeToString()
+    first = srv.post("/v1/traces", content=body, headers=PROTOBUF)
+    assert first.status_code in (200, 503)  # the request the dead worker held is retried
+    if first.status_code == 503:
+        assert first.headers["retry-after"]
+    second = srv.post("/v1/traces", content=body, headers=PROTOBUF)
+    assert second.status_code == 200
+    assert srv.get(f"/api/v1/traces/{0xDEAD:032x}").status_code == 200

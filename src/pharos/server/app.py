@@ -17,6 +17,8 @@ from pharos.server.db.engine import make_engine, make_writer_engine
 from pharos.server.db.migrate import upgrade
 from pharos.server.errors import install_error_handlers
 from pharos.server.ingest.http import router as ingest_router
+from pharos.server.ingest.normalize import Limits
+from pharos.server.ingest.parsing import ParseConfig, Parser
 from pharos.server.ingest.writer import GroupCommitWriter
 from pharos.server.query.api import router as query_router
 from pharos.server.responses import FastJSONResponse
@@ -49,12 +51,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 batch_spans=settings.writer_batch_spans,
             )
             writer.start()
+            parser = Parser(
+                ParseConfig(
+                    settings.max_decompressed_bytes,
+                    Limits(settings.max_attributes, settings.max_attribute_length),
+                ),
+                workers=settings.ingest_workers,
+            )
+            await anyio.to_thread.run_sync(parser.start)
+            stack.callback(parser.close)
             # On shutdown: stop accepting, commit what is queued (in-flight requests get
             # their answer), then close the engines.
             stack.push_async_callback(_stop_writer, writer)
             app.state.settings = settings
             app.state.engine = engine
             app.state.writer = writer
+            app.state.parser = parser
             if settings.demo:
                 from pharos.server.demo import load_demo
 

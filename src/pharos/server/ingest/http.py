@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-import anyio
 from fastapi import APIRouter, Depends, Request, Response
 from google.protobuf import json_format
 from google.rpc import status_pb2
@@ -23,17 +22,15 @@ from pharos.server.ingest.body import (
     BadEncoding,
     BodyTooLarge,
     UnsupportedEncoding,
-    decode_content,
     read_limited,
 )
 from pharos.server.ingest.decode import (
     PROTOBUF,
     DecodeError,
     UnsupportedContentType,
-    decode_traces,
     media_type,
 )
-from pharos.server.ingest.normalize import Limits, NormalizedBatch, normalize_traces
+from pharos.server.ingest.parsing import Parser
 from pharos.server.ingest.writer import GroupCommitWriter, Overloaded, Unavailable
 from pharos.server.settings import Settings
 
@@ -51,6 +48,11 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
+def _parser(request: Request) -> Parser:
+    parser: Parser = request.app.state.parser
+    return parser
+
+
 def _writer(request: Request) -> GroupCommitWriter:
     writer: GroupCommitWriter = request.app.state.writer
     return writer
@@ -58,16 +60,7 @@ def _writer(request: Request) -> GroupCommitWriter:
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 WriterDep = Annotated[GroupCommitWriter, Depends(_writer)]
-
-
-def parse_traces(
-    body: bytes, content_type: str, encoding: str | None, settings: Settings
-) -> NormalizedBatch:
-    """Decompress, decode and normalize one request body (CPU work, run off the loop)."""
-    raw = decode_content(body, encoding, settings.max_decompressed_bytes)
-    request = decode_traces(raw, content_type)
-    limits = Limits(settings.max_attributes, settings.max_attribute_length)
-    return normalize_traces(request, limits)
+ParserDep = Annotated[Parser, Depends(_parser)]
 
 
 def _otlp_error(
@@ -89,7 +82,9 @@ def _otlp_error(
     summary="OTLP/HTTP trace export",
     responses={400: {}, 413: {}, 415: {}, 503: {}},
 )
-async def export_traces(request: Request, settings: SettingsDep, writer: WriterDep) -> Response:
+async def export_traces(
+    request: Request, settings: SettingsDep, writer: WriterDep, parser: ParserDep
+) -> Response:
     try:
         content_type = media_type(request.headers.get("content-type"))
     except UnsupportedContentType as exc:
@@ -99,15 +94,15 @@ async def export_traces(request: Request, settings: SettingsDep, writer: WriterD
         body = await read_limited(
             request.stream(), request.headers.get("content-length"), settings.max_body_bytes
         )
-        batch = await anyio.to_thread.run_sync(
-            parse_traces, body, content_type, request.headers.get("content-encoding"), settings
-        )
+        batch = await parser.parse(body, content_type, request.headers.get("content-encoding"))
     except BodyTooLarge as exc:
         return _otlp_error(413, _GRPC_INVALID_ARGUMENT, str(exc), content_type)
     except UnsupportedEncoding as exc:
         return _otlp_error(415, _GRPC_INVALID_ARGUMENT, str(exc), content_type)
     except (BadEncoding, DecodeError) as exc:
         return _otlp_error(400, _GRPC_INVALID_ARGUMENT, str(exc), content_type)
+    except Unavailable as exc:
+        return _otlp_error(503, _GRPC_UNAVAILABLE, f"{exc}; retry later", content_type, retry)
     try:
         await writer.write(batch.spans)
     except Overloaded:

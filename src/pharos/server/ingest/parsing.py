@@ -1,0 +1,99 @@
+"""Decompress + decode + normalize request bodies off the event loop.
+
+With ``workers=0`` the work runs in a thread of the server process. With ``workers>=1`` it runs
+in that many worker processes, so a second core does the protobuf decoding and convention
+mapping while the server process does HTTP and the database writes. A worker that dies
+(crash, OOM kill) is replaced; the request it held is answered 503 so the exporter retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+
+import anyio
+
+from pharos.server.ingest.body import decode_content
+from pharos.server.ingest.decode import decode_traces
+from pharos.server.ingest.normalize import Limits, NormalizedBatch, normalize_traces
+from pharos.server.ingest.writer import Unavailable
+
+log = logging.getLogger("pharos.ingest")
+
+
+@dataclass(frozen=True, slots=True)
+class ParseConfig:
+    max_decompressed_bytes: int
+    limits: Limits
+
+
+def parse_traces(
+    body: bytes, content_type: str, encoding: str | None, config: ParseConfig
+) -> NormalizedBatch:
+    """Decompress, decode and normalize one OTLP trace request body (pure CPU work)."""
+    raw = decode_content(body, encoding, config.max_decompressed_bytes)
+    return normalize_traces(decode_traces(raw, content_type), config.limits)
+
+
+_worker_config: ParseConfig | None = None
+
+
+def _init_worker(config: ParseConfig) -> None:
+    global _worker_config
+    _worker_config = config
+
+
+def _parse_in_worker(body: bytes, content_type: str, encoding: str | None) -> NormalizedBatch:
+    assert _worker_config is not None
+    return parse_traces(body, content_type, encoding, _worker_config)
+
+
+class Parser:
+    def __init__(self, config: ParseConfig, workers: int = 0) -> None:
+        self.config = config
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _ensure_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn, not fork: the server process has threads (writer, uvicorn) to not copy.
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(self.config,),
+            )
+        return self._pool
+
+    def start(self) -> None:
+        """Start the worker processes now rather than at the first request."""
+        if self.workers:
+            pool = self._ensure_pool()
+            for future in [pool.submit(_init_worker, self.config) for _ in range(self.workers)]:
+                future.result(timeout=60)
+
+    async def parse(self, body: bytes, content_type: str, encoding: str | None) -> NormalizedBatch:
+        if not self.workers:
+            return await anyio.to_thread.run_sync(
+                parse_traces, body, content_type, encoding, self.config
+            )
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(
+                self._ensure_pool(), _parse_in_worker, body, content_type, encoding
+            )
+        except BrokenProcessPool:
+            log.error("an ingest worker process died; starting new ones")
+            broken, self._pool = self._pool, None
+            if broken is not None:
+                broken.shutdown(wait=False, cancel_futures=True)
+            raise Unavailable("ingest worker restarted") from None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=False)
+            self._pool = None
