@@ -93,3 +93,34 @@ traces = Table(
     Index("ix_traces_start_ns", "start_ns"),
     Index("ix_traces_agent_start_ns", "agent", "start_ns"),
 )
+
+
+def _rollup_table(name: str) -> Table:
+    """Pre-aggregated request/LLM/tool figures per (bucket_start, agent, model, kind).
+
+    ``histogram`` is the latency histogram as JSON ``{"bucket": count}`` (see
+    analytics/histogram.py): mergeable by adding counts, <= 1 % relative error.
+    """
+    return Table(
+        name,
+        metadata,
+        Column("bucket_start", BigInteger, primary_key=True),  # epoch seconds
+        Column("agent", Text, primary_key=True),
+        Column("model", Text, primary_key=True),  # "" when there is none
+        Column("kind", String(32), primary_key=True),  # request | llm | embedding | tool | ...
+        Column("count", BigInteger, nullable=False, default=0),
+        Column("errors", BigInteger, nullable=False, default=0),
+        Column("duration_sum_ms", Float, nullable=False, default=0.0),
+        Column("duration_max_ms", Float, nullable=False, default=0.0),
+        Column("input_tokens", BigInteger, nullable=False, default=0),
+        Column("output_tokens", BigInteger, nullable=False, default=0),
+        Column("cached_tokens", BigInteger, nullable=False, default=0),
+        Column("cost_nanousd", BigInteger, nullable=False, default=0),
+        Column("histogram", Text, nullable=False, default="{}"),
+    )
+
+
+rollups_1m = _rollup_table("rollups_1m")
+rollups_1h = _rollup_table("rollups_1h")
+rollups_1d = _rollup_table("rollups_1d")
+ROLLUP_TABLES = {"1m": rollups_1m, "1h": rollups_1h, "1d": rollups_1d}

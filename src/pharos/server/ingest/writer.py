@@ -20,16 +20,36 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, case, func, literal_column
+from sqlalchemy import Connection, Engine, Table, and_, case, func, literal_column, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from pharos.server.db.schema import spans, traces
+from pharos.server.analytics import histogram as hist
+from pharos.server.analytics.rollups import (
+    RESOLUTIONS,
+    RollupDelta,
+    RollupKey,
+    coarsen,
+    rollup_deltas,
+)
+from pharos.server.db.schema import ROLLUP_TABLES, spans, traces
 from pharos.server.ingest.normalize import SpanRecord, TraceDelta, trace_deltas
 
 #: ``spans`` columns in table order (``id`` is assigned by the database).
 SPAN_COLUMNS = tuple(c.name for c in spans.columns if c.name != "id")
 TRACE_COLUMNS = tuple(c.name for c in traces.columns)
+ROLLUP_KEY = ("bucket_start", "agent", "model", "kind")
+ROLLUP_VALUES = (
+    "count",
+    "errors",
+    "duration_sum_ms",
+    "duration_max_ms",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "cost_nanousd",
+    "histogram",
+)
 _span_tuple = operator.attrgetter(*SPAN_COLUMNS)
 
 log = logging.getLogger("pharos.writer")
@@ -91,6 +111,12 @@ class GroupCommitWriter:
             spans.insert().compile(dialect=dialect, column_keys=list(SPAN_COLUMNS))
         )
         self._sqlite_traces_upsert = str(self._traces_upsert.compile(dialect=dialect))
+        self._rollup_upserts = {
+            name: self._build_rollup_upsert(table) for name, table in ROLLUP_TABLES.items()
+        }
+        self._sqlite_rollup_upserts = {
+            name: str(stmt.compile(dialect=dialect)) for name, stmt in self._rollup_upserts.items()
+        }
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -216,7 +242,8 @@ class GroupCommitWriter:
         with self._engine.begin() as conn:
             new = self._store_spans(conn, candidates, rows)
             if new:
-                self._upsert_traces(conn, trace_deltas(new))
+                self._upsert_traces(conn, sorted(trace_deltas(new), key=lambda d: d.trace_id))
+                self._upsert_rollups(conn, new)
         stored = [0] * len(jobs)
         for record in new:
             stored[owners[(record.trace_id, record.span_id)]] += 1
@@ -296,6 +323,88 @@ class GroupCommitWriter:
             conn.execute(
                 self._traces_upsert, [dict(zip(TRACE_COLUMNS, r, strict=True)) for r in rows]
             )
+
+    def _upsert_rollups(self, conn: Connection, new: list[SpanRecord]) -> None:
+        """Add the new spans to the minute, hour and day rollups (same transaction)."""
+        minute = rollup_deltas(new, RESOLUTIONS["1m"])
+        for name, seconds in RESOLUTIONS.items():
+            deltas = minute if name == "1m" else coarsen(minute, seconds)
+            if deltas:
+                self._merge_rollups(conn, name, deltas)
+
+    def _merge_rollups(
+        self, conn: Connection, name: str, deltas: dict[RollupKey, RollupDelta]
+    ) -> None:
+        table = ROLLUP_TABLES[name]
+        keys = sorted(deltas)
+        existing: dict[RollupKey, tuple[Any, ...]] = {}
+        cols = ", ".join(f"r.{c}" for c in ROLLUP_KEY + ROLLUP_VALUES)
+        for start in range(0, len(keys), 200):
+            chunk = keys[start : start + 200]
+            if self._sqlite:  # the writer holds the only write lock: read, merge, write back
+                values = ",".join("(?,?,?,?)" for _ in chunk)
+                found = conn.exec_driver_sql(
+                    f"WITH k(b, a, m, n) AS (VALUES {values}) SELECT {cols} FROM k "
+                    f"JOIN {table.name} r ON r.bucket_start = k.b AND r.agent = k.a "
+                    "AND r.model = k.m AND r.kind = k.n",
+                    tuple(v for key in chunk for v in key),
+                )
+            else:  # other instances may write the same rows: create them, then lock them
+                conn.execute(
+                    self._insert(table).on_conflict_do_nothing(),
+                    [dict(zip(ROLLUP_KEY, key, strict=True)) for key in chunk],
+                )
+                pk = tuple_(*(table.c[c] for c in ROLLUP_KEY))
+                found = conn.execute(
+                    select(*(table.c[c] for c in ROLLUP_KEY + ROLLUP_VALUES))
+                    .where(pk.in_(chunk))
+                    .order_by(*(table.c[c] for c in ROLLUP_KEY))
+                    .with_for_update()
+                )
+            for row in found:
+                existing[(row[0], row[1], row[2], row[3])] = tuple(row[4:])
+        rows = []
+        for key in keys:
+            d = deltas[key]
+            old = existing.get(key)
+            if old is not None:
+                d.count += old[0]
+                d.errors += old[1]
+                d.duration_sum_ms += old[2]
+                d.duration_max_ms = max(d.duration_max_ms, old[3])
+                d.input_tokens += old[4]
+                d.output_tokens += old[5]
+                d.cached_tokens += old[6]
+                d.cost_nanousd += old[7]
+                hist.merge(d.histogram, hist.loads(old[8]))
+            rows.append(
+                (
+                    *key,
+                    d.count,
+                    d.errors,
+                    d.duration_sum_ms,
+                    d.duration_max_ms,
+                    d.input_tokens,
+                    d.output_tokens,
+                    d.cached_tokens,
+                    d.cost_nanousd,
+                    hist.dumps(d.histogram),
+                )
+            )
+        if self._sqlite:
+            conn.exec_driver_sql(self._sqlite_rollup_upserts[name], rows)
+        else:
+            names = ROLLUP_KEY + ROLLUP_VALUES
+            conn.execute(
+                self._rollup_upserts[name], [dict(zip(names, r, strict=True)) for r in rows]
+            )
+
+    def _build_rollup_upsert(self, table: Table) -> Any:
+        stmt = self._insert(table)
+        return stmt.on_conflict_do_update(
+            index_elements=list(ROLLUP_KEY),
+            set_={c: stmt.excluded[c] for c in ROLLUP_VALUES},
+        )
 
     def _build_traces_upsert(self) -> Any:
         stmt = self._insert(traces)

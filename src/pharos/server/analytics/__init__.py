@@ -1,0 +1,1 @@
+"""Analytics: rollups, histograms, summaries, time series, trends, health, bottlenecks."""

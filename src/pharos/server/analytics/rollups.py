@@ -1,0 +1,125 @@
+"""What each stored span adds to the rollups (pure), and how a time range splits into rollup
+blocks of the three resolutions.
+
+Rollup rows are keyed (bucket_start, agent, model, kind) with bucket_start in epoch seconds at
+one of three resolutions: a minute, an hour, a day. ``kind`` is ``request`` for an agent run
+(a trace's root span, or any span of agent kind: DESIGN §3) and the span kind for model calls
+and tools (llm, embedding, tool, retriever, reranker). ``model`` is "" where there is none.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from pharos.server.analytics.histogram import bucket_of
+from pharos.server.ingest.normalize import SpanRecord
+
+#: resolution name -> seconds; every span is added at each resolution.
+RESOLUTIONS = {"1m": 60, "1h": 3600, "1d": 86400}
+REQUEST = "request"
+ROLLUP_KINDS = frozenset({"llm", "embedding", "tool", "retriever", "reranker"})
+NS = 1_000_000_000
+
+RollupKey = tuple[int, str, str, str]  # bucket_start (s), agent, model, kind
+
+
+@dataclass(slots=True)
+class RollupDelta:
+    count: int = 0
+    errors: int = 0
+    duration_sum_ms: float = 0.0
+    duration_max_ms: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost_nanousd: int = 0
+    histogram: Counter[int] = field(default_factory=Counter)
+
+    def add(self, other: RollupDelta) -> None:
+        self.count += other.count
+        self.errors += other.errors
+        self.duration_sum_ms += other.duration_sum_ms
+        self.duration_max_ms = max(self.duration_max_ms, other.duration_max_ms)
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cached_tokens += other.cached_tokens
+        self.cost_nanousd += other.cost_nanousd
+        self.histogram.update(other.histogram)
+
+
+def rollup_kinds(record: SpanRecord) -> list[tuple[str, str]]:
+    """The (kind, model) rollup rows a span counts in."""
+    out: list[tuple[str, str]] = []
+    if record.parent_span_id is None or record.kind == "agent":
+        out.append((REQUEST, ""))
+    if record.kind in ROLLUP_KINDS:
+        out.append((record.kind, record.model or ""))
+    return out
+
+
+def rollup_deltas(records: Iterable[SpanRecord], seconds: int) -> dict[RollupKey, RollupDelta]:
+    """Fold spans (each stored for the first time) into deltas per rollup row."""
+    deltas: dict[RollupKey, RollupDelta] = {}
+    for r in records:
+        kinds = rollup_kinds(r)
+        if not kinds:
+            continue
+        start = (r.start_ns // NS) // seconds * seconds
+        bucket = bucket_of(r.duration_ms)
+        failed = r.status == "error"
+        for kind, model in kinds:
+            key = (start, r.agent, model, kind)
+            d = deltas.get(key)
+            if d is None:
+                d = deltas[key] = RollupDelta()
+            d.count += 1
+            d.errors += failed
+            d.duration_sum_ms += r.duration_ms
+            if r.duration_ms > d.duration_max_ms:
+                d.duration_max_ms = r.duration_ms
+            d.input_tokens += r.input_tokens or 0
+            d.output_tokens += r.output_tokens or 0
+            d.cached_tokens += r.cached_tokens or 0
+            d.cost_nanousd += r.cost_nanousd or 0
+            d.histogram[bucket] += 1
+    return deltas
+
+
+def coarsen(deltas: dict[RollupKey, RollupDelta], seconds: int) -> dict[RollupKey, RollupDelta]:
+    """Re-key finer deltas to a coarser resolution (their buckets nest exactly)."""
+    out: dict[RollupKey, RollupDelta] = {}
+    for (start, agent, model, kind), delta in deltas.items():
+        key = (start // seconds * seconds, agent, model, kind)
+        target = out.get(key)
+        if target is None:
+            target = out[key] = RollupDelta()
+        target.add(delta)
+    return out
+
+
+def cover(start_s: int, end_s: int) -> list[tuple[str, int, int]]:
+    """Split the minute-aligned range [start_s, end_s) into the fewest rollup blocks:
+    whole days where possible, whole hours at the edges, minutes at the very edges.
+    Returns (resolution, first bucket_start, end) triples whose ranges tile the input."""
+    if start_s % 60 or end_s % 60:
+        raise ValueError("cover() needs minute-aligned bounds")
+    if end_s <= start_s:
+        return []
+    return _cover(start_s, end_s, ("1d", "1h", "1m"))
+
+
+def _cover(start: int, end: int, levels: tuple[str, ...]) -> list[tuple[str, int, int]]:
+    level, rest = levels[0], levels[1:]
+    size = RESOLUTIONS[level]
+    if not rest:
+        return [(level, start, end)] if end > start else []
+    first = -(-start // size) * size  # first block boundary at or after start
+    last = end // size * size  # last block boundary at or before end
+    if first >= last:
+        return _cover(start, end, rest)
+    out = _cover(start, first, rest)
+    out.append((level, first, last))
+    out += _cover(last, end, rest)
+    return out
