@@ -15,10 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from pharos.server.db.engine import make_engine
-from pharos.server.db.schema import spans, traces
+from pharos.server.db.schema import ROLLUP_TABLES, spans, traces
 from pharos.server.demo import demo_requests
 from tests.conftest import free_port
 
@@ -137,5 +137,16 @@ def test_sigkill_mid_stream_loses_no_acknowledged_span(db_url: str, tmp_path: Pa
             )
             summaries = dict(conn.execute(select(traces.c.trace_id, traces.c.span_count)).all())
             assert summaries == per_trace
+            # So were the rollups: every resolution counts exactly the stored agent runs.
+            runs = conn.execute(
+                select(func.count())
+                .select_from(spans)
+                .where(or_(spans.c.parent_span_id.is_(None), spans.c.kind == "agent"))
+            ).scalar_one()
+            for table in ROLLUP_TABLES.values():
+                counted = conn.execute(
+                    select(func.sum(table.c["count"])).where(table.c.kind == "request")
+                ).scalar_one()
+                assert counted == runs, table.name
     finally:
         engine.dispose()

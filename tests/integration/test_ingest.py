@@ -301,3 +301,37 @@ def test_a_dead_ingest_worker_is_replaced(make_server: ServerFactory) -> None:
     second = srv.post("/v1/traces", content=body, headers=PROTOBUF)
     assert second.status_code == 200
     assert srv.get(f"/api/v1/traces/{0xDEAD:032x}").status_code == 200
+
+
+def test_agent_inherited_from_a_parent_stored_by_an_earlier_request(server: RunningServer) -> None:
+    agent = {"gen_ai.agent.name": "planner", "gen_ai.operation.name": "invoke_agent"}
+    first = request([span(0xF00, 1, attrs=agent), span(0xF00, 2, 1, name="step")])
+    later = request(
+        [
+            span(
+                0xF00,
+                3,
+                2,
+                name="chat",
+                attrs={"gen_ai.request.model": "m", "gen_ai.usage.input_tokens": 5},
+            ),
+            span(0xF00, 4, 3, name="inner"),
+        ],
+        service="svc",
+    )
+    for body in (first, later):
+        assert (
+            server.post(
+                "/v1/traces", content=body.SerializeToString(), headers=PROTOBUF
+            ).status_code
+            == 200
+        )
+    engine = create_engine(server.settings.database_url)
+    with engine.connect() as conn:
+        stored = dict(conn.execute(select(spans_table.c.span_id, spans_table.c.agent)).all())
+    engine.dispose()
+    assert stored == {f"{i:016x}": "planner" for i in (1, 2, 3, 4)}
+    summary = server.get(
+        "/api/v1/metrics/summary", params={"window": "400d", "agent": "planner"}
+    ).json()
+    assert summary["llm_calls"] == 1 and summary["tokens"]["input"] == 5

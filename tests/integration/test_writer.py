@@ -178,3 +178,34 @@ def test_partial_resend_stores_only_new_spans_and_keeps_summary_right(db_url: st
     assert row.root_span_id == f"{1:016x}"
     assert row.duration_ms == 15.0  # max(end) - min(start): the longest child ends last
     engine.dispose()
+
+
+def test_rollups_of_every_resolution_agree_across_transactions(db_url: str) -> None:
+    """Regression: merging into existing minute rows must not inflate hour/day rollups."""
+    from pharos.server.db.schema import ROLLUP_TABLES
+
+    upgrade(db_url)
+    engine = make_writer_engine(db_url)
+    writer = GroupCommitWriter(engine)
+    writer.start()
+    agent = {"gen_ai.agent.name": "a", "gen_ai.operation.name": "invoke_agent"}
+
+    async def scenario() -> None:
+        for n in range(4):  # four transactions hitting the same minute, hour and day rows
+            recs = normalize_traces(
+                request([span(0x900 + n, 1, attrs=agent, error="x" if n == 0 else None)]),
+                Limits(),
+            ).spans
+            await writer.write(recs)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        writer.stop()
+    with engine.connect() as conn:
+        for table in ROLLUP_TABLES.values():
+            count, errors = conn.execute(
+                select(func.sum(table.c["count"]), func.sum(table.c.errors))
+            ).one()
+            assert (count, errors) == (4, 1), table.name
+    engine.dispose()

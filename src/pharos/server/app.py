@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from sqlalchemy import text
 
 import pharos
+from pharos.server.analytics.api import router as analytics_router
 from pharos.server.db.engine import make_engine, make_writer_engine
 from pharos.server.db.migrate import upgrade
 from pharos.server.errors import install_error_handlers
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(ingest_router)
     app.include_router(query_router)
+    app.include_router(analytics_router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness")
     async def healthz() -> dict[str, str]:

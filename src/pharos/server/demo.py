@@ -128,7 +128,7 @@ class _TraceBuilder:
         root_id = self._span_id()
         cursor = self.start_ns + int(rng.uniform(1, 5) * MS)
         failed = False
-        for _step in range(rng.randint(1, 5)):
+        for _step in range(rng.randint(1, 3)):
             cursor, llm_failed = self._llm_call(root_id, cursor)
             if llm_failed:
                 failed = failed or rng.random() < 0.6
@@ -171,12 +171,12 @@ class _TraceBuilder:
         rng, agent = self.rng, self.agent
         model = agent.models[0] if rng.random() < 0.7 else rng.choice(agent.models)
         input_tokens = int(rng.lognormvariate(6.6 if not final else 7.0, 0.7))
-        output_tokens = max(1, int(rng.lognormvariate(4.6, 0.8)))
-        ms_per_token = 12 if "mini" in model or "haiku" in model else 25
-        duration_ms = (rng.lognormvariate(5.5, 0.5) + output_tokens * ms_per_token) * self.stress
-        if rng.random() < 0.02:  # the long tail: an overloaded provider
-            duration_ms *= rng.uniform(5, 15)
-        failed = rng.random() < 0.02 * self.stress
+        output_tokens = max(1, int(rng.lognormvariate(4.0, 0.7)))
+        ms_per_token = 3 if "mini" in model or "haiku" in model else 6
+        duration_ms = (rng.lognormvariate(5.3, 0.4) + output_tokens * ms_per_token) * self.stress
+        if rng.random() < 0.01:  # the long tail: an overloaded provider
+            duration_ms *= rng.uniform(4, 12)
+        failed = rng.random() < 0.01 * self.stress
         end = start + int(duration_ms * MS)
         attrs: list[KeyValue]
         if agent.openinference:
@@ -241,10 +241,10 @@ class _TraceBuilder:
     def _tool_call(self, parent: bytes, start: int) -> tuple[int, bool]:
         rng, agent = self.rng, self.agent
         tool = rng.choice(agent.tools)
-        duration_ms = rng.lognormvariate(4.2, 0.9) * self.stress
-        if rng.random() < 0.03:
+        duration_ms = rng.lognormvariate(4.0, 0.8) * self.stress
+        if rng.random() < 0.01:
             duration_ms = rng.uniform(5_000, 20_000)  # a tool stuck on a slow backend
-        failed = rng.random() < 0.04 * self.stress
+        failed = rng.random() < 0.02 * self.stress
         end = start + int(duration_ms * MS)
         if agent.openinference:
             attrs = [_kv("openinference.span.kind", "TOOL"), _kv("tool.name", tool)]
@@ -340,7 +340,7 @@ def generate_traces(
         age_hours = (end_ns - start) / NS / 3600
         stress = 1.0
         if agent.degrading and age_hours < 3:
-            stress = 1.0 + 1.5 * (3 - age_hours) / 3  # up to 2.5x slower, more errors
+            stress = 1.0 + 3.0 * (3 - age_hours) / 3  # up to 4x slower, more errors
         yield agent, _TraceBuilder(rng, agent, start, stress).build()
 
 
@@ -409,7 +409,7 @@ async def load_demo(
     writer: GroupCommitWriter,
     settings: Settings,
     *,
-    backfill: int = 3000,
+    backfill: int = 6000,
     live_interval: float = 2.0,
 ) -> None:
     """Backfill a day of traffic through the normal ingest path, then keep a trickle going."""

@@ -86,6 +86,21 @@ class Settings(BaseSettings):
     auto_migrate: bool = Field(
         default=True, description="Apply database migrations when the server starts."
     )
+    health_error_rate_warning: float = Field(
+        default=1.0, ge=0, le=100, description="Error rate (%) above which health degrades."
+    )
+    health_error_rate_critical: float = Field(
+        default=5.0, ge=0, le=100, description="Error rate (%) at which health is critical."
+    )
+    health_p99_warning_ms: float = Field(
+        default=2000.0, gt=0, description="p99 latency (ms) above which health degrades."
+    )
+    health_p99_critical_ms: float = Field(
+        default=10000.0, gt=0, description="p99 latency (ms) at which health is critical."
+    )
+    health_alerts_critical: int = Field(
+        default=3, ge=1, description="Firing alerts that take the alerts component to zero."
+    )
     demo: bool = Field(default=False, description="Load demo traffic on start (`serve --demo`).")
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")
 

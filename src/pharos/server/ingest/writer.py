@@ -33,7 +33,7 @@ from pharos.server.analytics.rollups import (
     rollup_deltas,
 )
 from pharos.server.db.schema import ROLLUP_TABLES, spans, traces
-from pharos.server.ingest.normalize import SpanRecord, TraceDelta, trace_deltas
+from pharos.server.ingest.normalize import RANK_EXPLICIT, SpanRecord, TraceDelta, trace_deltas
 
 #: ``spans`` columns in table order (``id`` is assigned by the database).
 SPAN_COLUMNS = tuple(c.name for c in spans.columns if c.name != "id")
@@ -240,6 +240,8 @@ class GroupCommitWriter:
                 candidates.append(record)
                 rows.append(_span_tuple(record))
         with self._engine.begin() as conn:
+            if self._inherit_agents(conn, candidates):
+                rows = [_span_tuple(r) for r in candidates]
             new = self._store_spans(conn, candidates, rows)
             if new:
                 self._upsert_traces(conn, sorted(trace_deltas(new), key=lambda d: d.trace_id))
@@ -257,6 +259,55 @@ class GroupCommitWriter:
         self.stats.spans_duplicate += len(rows) - len(new) + sum(per_job_dupes)
         self.stats.last_commit_seconds = time.perf_counter() - started
         return results
+
+    def _inherit_agents(self, conn: Connection, candidates: list[SpanRecord]) -> bool:
+        """A span with no agent of its own whose parent was stored by an earlier request takes
+        that parent's agent (when the parent's agent is not just its service name), so a trace
+        split across export requests is still counted under its agent. True if any changed."""
+        in_batch = {(r.trace_id, r.span_id) for r in candidates}
+        orphans = [
+            r
+            for r in candidates
+            if r.agent_rank < RANK_EXPLICIT
+            and r.parent_span_id is not None
+            and (r.trace_id, r.parent_span_id) not in in_batch
+        ]
+        if not orphans:
+            return False
+        parents: dict[tuple[str, str], str] = {}
+        keys = sorted({(r.trace_id, r.parent_span_id) for r in orphans if r.parent_span_id})
+        for start in range(0, len(keys), 400):
+            chunk = keys[start : start + 400]
+            values = ",".join("(?,?)" if self._sqlite else "(%s,%s)" for _ in chunk)
+            found = conn.exec_driver_sql(
+                f"WITH k(t, s) AS (VALUES {values}) SELECT spans.trace_id, spans.span_id, "
+                "spans.agent, spans.service FROM k JOIN spans ON spans.trace_id = k.t "
+                "AND spans.span_id = k.s",
+                tuple(v for key in chunk for v in key),
+            )
+            for trace_id, span_id, agent, service in found:
+                if agent != service and agent:
+                    parents[(trace_id, span_id)] = agent
+        changed = False
+        for r in orphans:
+            agent = parents.get((r.trace_id, r.parent_span_id or ""))
+            if agent is not None:
+                r.agent, r.agent_rank = agent, RANK_EXPLICIT
+                changed = True
+        # Spans of this batch below a re-attributed span follow it.
+        if changed:
+            by_key = {(r.trace_id, r.span_id): r for r in candidates}
+            for r in candidates:
+                if r.agent_rank >= RANK_EXPLICIT:
+                    continue
+                parent = by_key.get((r.trace_id, r.parent_span_id or ""))
+                hops = 0
+                while parent is not None and parent.agent_rank < RANK_EXPLICIT and hops < 256:
+                    parent = by_key.get((parent.trace_id, parent.parent_span_id or ""))
+                    hops += 1
+                if parent is not None and parent.agent_rank >= RANK_EXPLICIT:
+                    r.agent, r.agent_rank = parent.agent, RANK_EXPLICIT
+        return changed
 
     def _store_spans(
         self, conn: Connection, candidates: list[SpanRecord], rows: list[tuple[Any, ...]]
@@ -365,21 +416,10 @@ class GroupCommitWriter:
                 existing[(row[0], row[1], row[2], row[3])] = tuple(row[4:])
         rows = []
         for key in keys:
-            d = deltas[key]
+            d = deltas[key]  # not modified: the coarser resolutions are built from it too
             old = existing.get(key)
-            if old is not None:
-                d.count += old[0]
-                d.errors += old[1]
-                d.duration_sum_ms += old[2]
-                d.duration_max_ms = max(d.duration_max_ms, old[3])
-                d.input_tokens += old[4]
-                d.output_tokens += old[5]
-                d.cached_tokens += old[6]
-                d.cost_nanousd += old[7]
-                hist.merge(d.histogram, hist.loads(old[8]))
-            rows.append(
-                (
-                    *key,
+            if old is None:
+                merged = (
                     d.count,
                     d.errors,
                     d.duration_sum_ms,
@@ -390,7 +430,19 @@ class GroupCommitWriter:
                     d.cost_nanousd,
                     hist.dumps(d.histogram),
                 )
-            )
+            else:
+                merged = (
+                    d.count + old[0],
+                    d.errors + old[1],
+                    d.duration_sum_ms + old[2],
+                    max(d.duration_max_ms, old[3]),
+                    d.input_tokens + old[4],
+                    d.output_tokens + old[5],
+                    d.cached_tokens + old[6],
+                    d.cost_nanousd + old[7],
+                    hist.dumps(hist.merge(hist.loads(old[8]), d.histogram)),
+                )
+            rows.append((*key, *merged))
         if self._sqlite:
             conn.exec_driver_sql(self._sqlite_rollup_upserts[name], rows)
         else:

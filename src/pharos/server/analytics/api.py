@@ -1,0 +1,320 @@
+"""Routes of the analytics room: summary, time series, health, agents, overview.
+
+Every figure comes from the rollup tables (never from scanning spans); trace lists in the
+overview read the ``traces`` summary table.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Annotated, Any, Literal
+
+import anyio
+from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy import Engine
+
+from pharos.server.analytics import store
+from pharos.server.analytics.health import HealthThresholds, health
+from pharos.server.analytics.rollups import REQUEST, RESOLUTIONS
+from pharos.server.analytics.summary import (
+    MAX_POINTS,
+    METRICS,
+    RollupRow,
+    aggregate,
+    auto_interval,
+    figures,
+    series,
+    trends,
+)
+from pharos.server.errors import ApiError
+from pharos.server.query.traces import trace_summary
+from pharos.server.responses import FastJSONResponse
+from pharos.server.settings import Settings
+from pharos.server.timeparse import iso_from_ns, parse_duration_seconds
+
+router = APIRouter(prefix="/api/v1", tags=["analytics"])
+MAX_WINDOW = 400 * 86400
+
+
+def _engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+EngineDep = Annotated[Engine, Depends(_engine)]
+Window = Annotated[str, Query(description="A duration: 15m, 1h, 24h, 7d (whole minutes)")]
+
+
+def parse_window(value: str, name: str = "window") -> int:
+    try:
+        seconds = parse_duration_seconds(value)
+    except ValueError as exc:
+        raise ApiError(400, f"{name}: {exc}", "invalid_parameter") from None
+    if seconds < 60 or seconds % 60:
+        raise ApiError(400, f"{name}: must be whole minutes, at least 1m", "invalid_parameter")
+    if seconds > MAX_WINDOW:
+        raise ApiError(400, f"{name}: at most 400d", "invalid_parameter")
+    return int(seconds)
+
+
+def _window_end(now_s: float) -> int:
+    """Windows end at the end of the current minute (so the newest data is included)."""
+    return (int(now_s) // 60 + 1) * 60
+
+
+def _thresholds(request: Request) -> HealthThresholds:
+    s: Settings = request.app.state.settings
+    return HealthThresholds(
+        error_rate_warning=s.health_error_rate_warning,
+        error_rate_critical=s.health_error_rate_critical,
+        p99_warning_ms=s.health_p99_warning_ms,
+        p99_critical_ms=s.health_p99_critical_ms,
+        alerts_critical=s.health_alerts_critical,
+    )
+
+
+def _firing(request: Request, agent: str | None = None) -> int:
+    """Firing alerts, from the alerting room once it is wired (0 until then)."""
+    counter = getattr(request.app.state, "firing_alerts", None)
+    return int(counter(agent)) if callable(counter) else 0
+
+
+def summary_for(
+    engine: Engine, end_s: int, window_s: int, agent: str | None, model: str | None
+) -> dict[str, Any]:
+    start_s = end_s - window_s
+    scope = model is not None
+    with engine.connect() as conn:
+        cur_rows = store.fetch_rollups(conn, start_s, end_s, agent=agent, model=model)
+        prev_rows = store.fetch_rollups(conn, start_s - window_s, start_s, agent=agent, model=model)
+    current = figures(aggregate(cur_rows, model_scope=scope), window_s)
+    previous = figures(aggregate(prev_rows, model_scope=scope), window_s)
+    return {
+        "window_seconds": window_s,
+        "start": iso_from_ns(start_s * 10**9),
+        "end": iso_from_ns(end_s * 10**9),
+        "agent": agent,
+        "model": model,
+        "scope": "model_calls" if scope else "requests",
+        **current,
+        "previous": previous,
+        "trend": trends(current, previous),
+    }
+
+
+@router.get("/metrics/summary", summary="Requests, errors, latency, tokens, cost, with trends")
+async def metrics_summary(
+    engine: EngineDep,
+    window: Window = "1h",
+    agent: Annotated[str | None, Query(max_length=512)] = None,
+    model: Annotated[str | None, Query(max_length=512)] = None,
+) -> FastJSONResponse:
+    window_s = parse_window(window)
+    end_s = _window_end(time.time())
+    result = await anyio.to_thread.run_sync(
+        lambda: summary_for(engine, end_s, window_s, agent, model)
+    )
+    return FastJSONResponse({"window": window, **result})
+
+
+def _interval(value: str | None, window_s: int) -> int:
+    if value is None:
+        return auto_interval(window_s)
+    interval = parse_window(value, "interval")
+    if window_s / interval > MAX_POINTS:
+        raise ApiError(
+            400,
+            f"interval: {value} over {window_s // 60}m gives more than {MAX_POINTS} points",
+            "invalid_parameter",
+        )
+    return interval
+
+
+@router.get("/metrics/timeseries", summary="A metric over time, aligned buckets for a chart")
+async def metrics_timeseries(
+    engine: EngineDep,
+    metric: Annotated[str, Query(description=", ".join(METRICS))] = "requests",
+    window: Window = "24h",
+    interval: Annotated[str | None, Query(description="Bucket size; automatic if omitted")] = None,
+    agent: Annotated[str | None, Query(max_length=512)] = None,
+    model: Annotated[str | None, Query(max_length=512)] = None,
+    group_by: Annotated[Literal["agent", "model"] | None, Query()] = None,
+) -> FastJSONResponse:
+    if metric not in METRICS:
+        raise ApiError(400, f"metric: must be one of {', '.join(METRICS)}", "invalid_parameter")
+    window_s = parse_window(window)
+    interval_s = _interval(interval, window_s)
+    resolution = next(name for name in ("1d", "1h", "1m") if interval_s % RESOLUTIONS[name] == 0)
+    end_s = -(-_window_end(time.time()) // interval_s) * interval_s
+    start_s = end_s - -(-window_s // interval_s) * interval_s
+
+    def run() -> list[RollupRow]:
+        with engine.connect() as conn:
+            return store.fetch_rollups(
+                conn, start_s, end_s, agent=agent, model=model, resolution=resolution
+            )
+
+    rows = await anyio.to_thread.run_sync(run)
+    data = series(
+        rows,
+        metric,
+        start_s=start_s,
+        end_s=end_s,
+        interval_s=interval_s,
+        group_by=group_by,
+        model_scope=model is not None,
+    )
+    return FastJSONResponse(
+        {
+            "metric": metric,
+            "unit": METRICS[metric],
+            "window": window,
+            "interval_seconds": interval_s,
+            "start": iso_from_ns(start_s * 10**9),
+            "end": iso_from_ns(end_s * 10**9),
+            "timestamps": [iso_from_ns(t * 10**9) for t in range(start_s, end_s, interval_s)],
+            "series": data,
+        }
+    )
+
+
+def _agent_table(
+    engine: Engine,
+    end_s: int,
+    window_s: int,
+    thresholds: HealthThresholds,
+    firing: dict[str, int],
+) -> list[dict[str, Any]]:
+    start_s = end_s - window_s
+    with engine.connect() as conn:
+        cur = store.fetch_rollups(conn, start_s, end_s)
+        prev = store.fetch_rollups(conn, start_s - window_s, start_s)
+        names = set(store.known_agents(conn, end_s - 30 * 86400))
+        names |= {r.agent for r in cur if r.kind == REQUEST}
+        seen = store.last_seen_ns(conn, names)
+    by_agent: dict[str, list[RollupRow]] = defaultdict(list)
+    prev_by_agent: dict[str, list[RollupRow]] = defaultdict(list)
+    for r in cur:
+        by_agent[r.agent].append(r)
+    for r in prev:
+        prev_by_agent[r.agent].append(r)
+    table = []
+    window_label = f"{window_s // 60}m"
+    for name in names:
+        f = figures(aggregate(by_agent.get(name, ())), window_s)
+        p = figures(aggregate(prev_by_agent.get(name, ())), window_s)
+        h = health(
+            requests=f["requests"],
+            error_rate=f["error_rate"],
+            p99_ms=f["latency_ms"]["p99"],
+            firing_alerts=firing.get(name, 0),
+            thresholds=thresholds,
+            window=window_label,
+        )
+        last = seen.get(name)
+        table.append(
+            {
+                "agent": name,
+                **f,
+                "trend": trends(f, p),
+                "health": h,
+                "last_seen": iso_from_ns(last) if last is not None else None,
+            }
+        )
+    table.sort(key=lambda a: (-a["requests"], a["agent"]))
+    return table
+
+
+@router.get("/agents", summary="Every agent with its figures, trend, health and last seen")
+async def agents(request: Request, engine: EngineDep, window: Window = "1h") -> FastJSONResponse:
+    window_s = parse_window(window)
+    end_s = _window_end(time.time())
+    thresholds = _thresholds(request)
+    table = await anyio.to_thread.run_sync(
+        lambda: _agent_table(engine, end_s, window_s, thresholds, {})
+    )
+    for row in table:
+        firing = _firing(request, row["agent"])
+        if firing:
+            row["health"] = health(
+                requests=row["requests"],
+                error_rate=row["error_rate"],
+                p99_ms=row["latency_ms"]["p99"],
+                firing_alerts=firing,
+                thresholds=thresholds,
+                window=window,
+            )
+    return FastJSONResponse({"window": window, "items": table})
+
+
+def _global_health(summary: dict[str, Any], firing: int, t: HealthThresholds, window: str) -> Any:
+    return health(
+        requests=summary["requests"],
+        error_rate=summary["error_rate"],
+        p99_ms=summary["latency_ms"]["p99"],
+        firing_alerts=firing,
+        thresholds=t,
+        window=window,
+    )
+
+
+@router.get("/health", summary="Health score 0-100 with status and reasons, global and per agent")
+async def health_endpoint(
+    request: Request, engine: EngineDep, window: Window = "15m"
+) -> FastJSONResponse:
+    window_s = parse_window(window)
+    end_s = _window_end(time.time())
+    t = _thresholds(request)
+    summary = await anyio.to_thread.run_sync(
+        lambda: summary_for(engine, end_s, window_s, None, None)
+    )
+    table = await anyio.to_thread.run_sync(lambda: _agent_table(engine, end_s, window_s, t, {}))
+    return FastJSONResponse(
+        {
+            "window": window,
+            **_global_health(summary, _firing(request), t, window),
+            "agents": [{"agent": a["agent"], **a["health"]} for a in table],
+        }
+    )
+
+
+@router.get("/overview", summary="Everything the dashboard's first screen needs, in one call")
+async def overview(request: Request, engine: EngineDep, window: Window = "1h") -> FastJSONResponse:
+    window_s = parse_window(window)
+    end_s = _window_end(time.time())
+    t = _thresholds(request)
+
+    def run() -> dict[str, Any]:
+        summary = summary_for(engine, end_s, window_s, None, None)
+        table = _agent_table(engine, end_s, window_s, t, {})
+        with engine.connect() as conn:
+            errors = store.recent_error_traces(conn, 10)
+            slow = store.slowest_traces(conn, (end_s - window_s) * 10**9, 5)
+        return {
+            "summary": summary,
+            "top_agents": table[:5],
+            "recent_errors": [trace_summary(r) for r in errors],
+            "slow_traces": [trace_summary(r) for r in slow],
+        }
+
+    data = await anyio.to_thread.run_sync(run)
+    firing = _firing(request)
+    writer = request.app.state.writer
+    return FastJSONResponse(
+        {
+            "window": window,
+            **data,
+            "health": _global_health(data["summary"], firing, t, window),
+            "alerts": {"firing": firing},
+            "ingest": {
+                "writer": "running" if writer.running else "stopped",
+                "queue_depth": writer.queue_depth,
+                "queue_capacity": writer.queue_capacity,
+                "spans_stored": writer.stats.spans_stored,
+                "spans_duplicate": writer.stats.spans_duplicate,
+                "rejected_overloaded": writer.stats.rejected_overloaded,
+                "last_error": writer.stats.last_error,
+            },
+        }
+    )

@@ -1,0 +1,86 @@
+"""Read rollup rows for a time range (the only SQL of the analytics room)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, select, union_all
+
+from pharos.server.analytics.rollups import REQUEST, RESOLUTIONS, cover
+from pharos.server.analytics.summary import RollupRow
+from pharos.server.db.schema import ROLLUP_TABLES, traces
+
+
+def fetch_rollups(
+    conn: Connection,
+    start_s: int,
+    end_s: int,
+    *,
+    agent: str | None = None,
+    model: str | None = None,
+    kinds: Iterable[str] | None = None,
+    resolution: str | None = None,
+) -> list[RollupRow]:
+    """Rollup rows covering [start_s, end_s) (minute-aligned), from the coarsest tables that
+    tile the range, or from one ``resolution`` when the caller buckets by time itself."""
+    blocks = [(resolution, start_s, end_s)] if resolution is not None else cover(start_s, end_s)
+    kind_list = list(kinds) if kinds is not None else None
+    selects = []
+    for name, lo, hi in blocks:
+        if resolution is not None and (lo % RESOLUTIONS[name] or hi % RESOLUTIONS[name]):
+            raise ValueError(f"range not aligned to {name}")
+        t = ROLLUP_TABLES[name]
+        conds = [t.c.bucket_start >= lo, t.c.bucket_start < hi]
+        if agent is not None:
+            conds.append(t.c.agent == agent)
+        if model is not None:
+            conds.append(t.c.model == model)
+        if kind_list is not None:
+            conds.append(t.c.kind.in_(kind_list))
+        selects.append(select(*t.c).where(and_(*conds)))
+    if not selects:
+        return []
+    stmt = selects[0] if len(selects) == 1 else union_all(*selects)
+    return [RollupRow(*row) for row in conn.execute(stmt)]
+
+
+def recent_error_traces(conn: Connection, limit: int) -> list[Any]:
+    """The newest failed traces (walks the start_ns index newest first)."""
+    stmt = (
+        select(traces)
+        .where(traces.c.status == "error")
+        .order_by(traces.c.start_ns.desc())
+        .limit(limit)
+    )
+    return list(conn.execute(stmt))
+
+
+def slowest_traces(conn: Connection, since_ns: int, limit: int) -> list[Any]:
+    stmt = (
+        select(traces)
+        .where(traces.c.start_ns >= since_ns)
+        .order_by(traces.c.duration_ms.desc())
+        .limit(limit)
+    )
+    return list(conn.execute(stmt))
+
+
+def last_seen_ns(conn: Connection, agents: Iterable[str]) -> dict[str, int]:
+    """Start of each agent's newest trace (one index seek per agent)."""
+    out: dict[str, int] = {}
+    for agent in agents:
+        value = conn.execute(
+            select(func.max(traces.c.start_ns)).where(traces.c.agent == agent)
+        ).scalar()
+        if value is not None:
+            out[agent] = int(value)
+    return out
+
+
+def known_agents(conn: Connection, since_s: int) -> list[str]:
+    """Agents that ran requests since ``since_s`` (read from the small daily table)."""
+    t = ROLLUP_TABLES["1d"]
+    since_day = since_s // 86400 * 86400
+    stmt = select(t.c.agent).where(t.c.bucket_start >= since_day, t.c.kind == REQUEST).distinct()
+    return sorted(r[0] for r in conn.execute(stmt))

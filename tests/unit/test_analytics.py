@@ -1,0 +1,189 @@
+"""Pure analytics: histogram accuracy, rollup blocks, trends, health scoring."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pharos.server.analytics import histogram as hist
+from pharos.server.analytics.health import HealthThresholds, health, linear_score
+from pharos.server.analytics.rollups import RESOLUTIONS, coarsen, cover, rollup_deltas
+from pharos.server.analytics.summary import auto_interval, trend
+from pharos.server.ingest.normalize import Limits, normalize_traces
+from tests.otlp_helpers import request, span
+
+latencies = st.lists(
+    st.floats(min_value=0.01, max_value=3_600_000, allow_nan=False), min_size=1, max_size=400
+)
+
+
+def exact_rank(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(q * len(ordered))) - 1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=latencies, q=st.sampled_from([0.01, 0.25, 0.5, 0.9, 0.95, 0.99, 1.0]))
+def test_quantiles_within_one_percent_of_exact(values: list[float], q: float) -> None:
+    estimate = hist.quantile(hist.from_values(values), q, max_ms=max(values))
+    exact = exact_rank(values, q)
+    assert estimate is not None
+    assert abs(estimate - exact) <= 0.01 * exact + 1e-9
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=latencies, cut=st.integers(min_value=0, max_value=400))
+def test_merged_histograms_equal_the_whole(values: list[float], cut: int) -> None:
+    a, b = values[:cut], values[cut:]
+    merged = hist.merge(hist.from_values(a), hist.from_values(b))
+    assert merged == hist.from_values(values)
+    assert hist.loads(hist.dumps(merged)) == merged
+
+
+def test_histogram_edges() -> None:
+    assert hist.quantile({}, 0.5) is None
+    assert hist.bucket_of(0) == 0 and hist.bucket_of(-3) == 0 and hist.bucket_of(math.nan) == 0
+    assert hist.quantile(Counter({0: 5}), 0.99) == 0.0
+    # The representative of a bucket is within 1 % of both its edges.
+    for b in (1, 50, 500, 1200):
+        lo = hist.MIN_MS * hist.GAMMA ** (b - 1)
+        hi = hist.MIN_MS * hist.GAMMA**b
+        rep = hist.value_of(b)
+        assert abs(rep - lo) / lo <= 0.01 + 1e-12 and abs(rep - hi) / hi <= 0.01 + 1e-12
+
+
+minutes = st.integers(min_value=0, max_value=200 * 24 * 60).map(lambda m: m * 60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(a=minutes, b=minutes)
+def test_cover_tiles_the_range_with_aligned_blocks(a: int, b: int) -> None:
+    start, end = min(a, b), max(a, b)
+    blocks = cover(start, end)
+    position = start
+    for name, lo, hi in blocks:
+        size = RESOLUTIONS[name]
+        assert lo == position and hi > lo
+        assert lo % size == 0 and hi % size == 0
+        position = hi
+    assert position == end or (not blocks and start == end)
+    # Few blocks: at most 2 x (59 minutes + 23 hours) plus the days.
+    assert len(blocks) <= 5
+
+
+def test_cover_rejects_unaligned_and_uses_days() -> None:
+    with pytest.raises(ValueError):
+        cover(30, 120)
+    day = 86400
+    assert cover(3 * day, 10 * day) == [("1d", 3 * day, 10 * day)]
+    assert cover(day - 120, day + 3600) == [("1m", day - 120, day), ("1h", day, day + 3600)]
+
+
+def test_rollup_deltas_and_coarsen() -> None:
+    req = request(
+        [
+            span(
+                1,
+                1,
+                name="run",
+                duration_ms=1000,
+                attrs={"gen_ai.agent.name": "bot", "gen_ai.operation.name": "invoke_agent"},
+            ),
+            span(
+                1,
+                2,
+                1,
+                duration_ms=400,
+                attrs={
+                    "gen_ai.request.model": "m",
+                    "gen_ai.usage.input_tokens": 7,
+                    "gen_ai.usage.output_tokens": 3,
+                },
+            ),
+            span(
+                1,
+                3,
+                1,
+                duration_ms=50,
+                error="boom",
+                attrs={"gen_ai.operation.name": "execute_tool"},
+            ),
+            span(1, 4, 1, duration_ms=5),  # a plain span: in no rollup
+        ]
+    )
+    records = normalize_traces(req, Limits()).spans
+    minute = rollup_deltas(records, 60)
+    kinds = {(k[1], k[2], k[3]): d for k, d in minute.items()}
+    assert set(kinds) == {("bot", "", "request"), ("bot", "m", "llm"), ("bot", "", "tool")}
+    assert kinds[("bot", "m", "llm")].input_tokens == 7
+    assert kinds[("bot", "", "tool")].errors == 1
+    assert kinds[("bot", "", "request")].duration_max_ms == 1000
+    day = coarsen(minute, 86400)
+    assert sum(d.count for d in day.values()) == sum(d.count for d in minute.values()) == 3
+    assert all(k[0] % 86400 == 0 for k in day)
+
+
+@pytest.mark.parametrize(
+    ("current", "previous", "change", "direction"),
+    [
+        (105, 100, 5.0, "stable"),
+        (106, 100, 6.0, "up"),
+        (90, 100, -10.0, "down"),
+        (0, 0, 0.0, "stable"),
+        (5, 0, None, "up"),
+        (None, 3, None, None),
+    ],
+)
+def test_trend_band(
+    current: float | None, previous: float | None, change: float | None, direction: str | None
+) -> None:
+    assert trend(current, previous) == {"change_pct": change, "direction": direction}
+
+
+def test_auto_interval_keeps_points_bounded() -> None:
+    for window in (60, 3600, 6 * 3600, 86400, 7 * 86400, 30 * 86400, 400 * 86400):
+        interval = auto_interval(window)
+        assert window / interval <= 1000
+    assert auto_interval(3600) == 60
+    assert auto_interval(86400) == 300
+
+
+def test_health_scoring() -> None:
+    t = HealthThresholds()
+    assert linear_score(3.0, 1.0, 5.0) == 0.5
+    perfect = health(
+        requests=100, error_rate=0.0, p99_ms=500, firing_alerts=0, thresholds=t, window="15m"
+    )
+    assert perfect["score"] == 100 and perfect["status"] == "healthy" and perfect["reasons"] == []
+    slow = health(
+        requests=100, error_rate=0.5, p99_ms=4200, firing_alerts=0, thresholds=t, window="15m"
+    )
+    assert slow["status"] == "degraded"
+    assert slow["score"] == round(40 + 40 * (10000 - 4200) / 8000 + 20)
+    assert slow["reasons"] == ["High latency: 4200 ms (p99, degraded above 2000 ms)"]
+    failing = health(
+        requests=100, error_rate=7.0, p99_ms=100, firing_alerts=0, thresholds=t, window="15m"
+    )
+    assert failing["score"] == 60 and failing["status"] == "critical"  # a critical component
+    assert failing["reasons"][0].startswith("High error rate: 7.0%")
+    paged = health(
+        requests=10, error_rate=0, p99_ms=10, firing_alerts=3, thresholds=t, window="15m"
+    )
+    assert paged["score"] == 80 and paged["status"] == "critical"
+    empty = health(
+        requests=0, error_rate=0, p99_ms=None, firing_alerts=0, thresholds=t, window="15m"
+    )
+    assert empty["status"] == "unknown" and empty["score"] is None and empty["no_data"]
+    custom = health(
+        requests=10,
+        error_rate=2.0,
+        p99_ms=10,
+        firing_alerts=0,
+        thresholds=HealthThresholds(error_rate_warning=2.5),
+        window="1h",
+    )
+    assert custom["status"] == "healthy"
