@@ -69,7 +69,7 @@ def health(
     comps["error_rate"] = {
         "value": round(error_rate, 3),
         "unit": "percent",
-        "score": e_score,
+        "score": round(e_score, 3),
         "weight": WEIGHTS["error_rate"],
         "status": e_level,
         "warning": t.error_rate_warning,
@@ -87,7 +87,7 @@ def health(
     comps["latency_p99"] = {
         "value": None if p99_ms is None else round(p99_ms, 1),
         "unit": "ms",
-        "score": l_score,
+        "score": round(l_score, 3),
         "weight": WEIGHTS["latency_p99"],
         "status": l_level,
         "warning": t.p99_warning_ms,
@@ -102,7 +102,7 @@ def health(
     comps["alerts"] = {
         "value": firing_alerts,
         "unit": "firing",
-        "score": a_score,
+        "score": round(a_score, 3),
         "weight": WEIGHTS["alerts"],
         "status": a_level,
         "warning": 0,
