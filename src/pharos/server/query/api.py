@@ -1,4 +1,5 @@
-"""Routes of the query room: ``/api/v1/traces`` and ``/api/v1/traces/{trace_id}``."""
+"""Routes of the query room: ``/api/v1/traces``, ``/api/v1/traces/slow`` and
+``/api/v1/traces/{trace_id}``."""
 
 from __future__ import annotations
 
@@ -11,9 +12,15 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from sqlalchemy import Engine
 
 from pharos.server.errors import ApiError
-from pharos.server.query.traces import BadCursor, TraceFilter, get_trace, list_traces
+from pharos.server.query.traces import (
+    BadCursor,
+    TraceFilter,
+    get_trace,
+    list_slow_traces,
+    list_traces,
+)
 from pharos.server.responses import FastJSONResponse
-from pharos.server.timeparse import parse_instant_ns
+from pharos.server.timeparse import iso_from_ns, parse_duration_seconds, parse_instant_ns
 
 router = APIRouter(prefix="/api/v1", tags=["traces"])
 _TRACE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
@@ -64,6 +71,43 @@ async def traces_list(
     except BadCursor as exc:
         raise ApiError(400, f"cursor: {exc}", "invalid_parameter") from None
     return FastJSONResponse(page)
+
+
+def _window_ns(value: str) -> int:
+    try:
+        seconds = parse_duration_seconds(value)
+    except ValueError as exc:
+        raise ApiError(400, f"window: {exc}", "invalid_parameter") from None
+    if seconds <= 0:
+        raise ApiError(400, "window: must be longer than zero", "invalid_parameter")
+    return int(seconds * 1_000_000_000)
+
+
+# Declared before /traces/{trace_id}, which would otherwise take "slow" for a trace id.
+@router.get("/traces/slow", summary="Slow traces in a window, slowest first, with bottlenecks")
+async def traces_slow(
+    engine: EngineDep,
+    window: Annotated[
+        str, Query(max_length=32, description="How far back traces may start: 15m, 1h, 7d")
+    ] = "1h",
+    threshold_ms: Annotated[float, Query(ge=0, allow_inf_nan=False)] = 2000.0,
+    agent: Annotated[str | None, Query(max_length=512)] = None,
+    limit: Annotated[int, Query(ge=1, le=50)] = 20,
+) -> FastJSONResponse:
+    since_ns = max(0, time.time_ns() - _window_ns(window))
+    items = await anyio.to_thread.run_sync(
+        lambda: list_slow_traces(
+            engine, since_ns=since_ns, threshold_ms=threshold_ms, agent=agent or None, limit=limit
+        )
+    )
+    return FastJSONResponse(
+        {
+            "items": items,
+            "window": window.strip(),
+            "since": iso_from_ns(since_ns),
+            "threshold_ms": threshold_ms,
+        }
+    )
 
 
 @router.get("/traces/{trace_id}", summary="One trace: every span as a tree")

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, and_, or_, select
+from sqlalchemy import Engine, and_, func, or_, select
 
+from pharos.server.analytics.bottlenecks import analyze, ms, span_timing
 from pharos.server.db.schema import spans, traces
-from pharos.server.query.tree import build_tree
+from pharos.server.query.tree import AGENT_KEYS, build_tree
 from pharos.server.timeparse import iso_from_ns
 
 _SPAN_KINDS = {
@@ -142,6 +143,7 @@ def _span_out(row: Any, trace_start_ns: int) -> dict[str, Any]:
         "model": row.model,
         "service": row.service,
         "start_ns": row.start_ns,
+        "end_ns": row.end_ns,
         "start_time": iso_from_ns(row.start_ns),
         "end_time": iso_from_ns(row.end_ns),
         "offset_ms": round((row.start_ns - trace_start_ns) / 1_000_000, 3),
@@ -172,11 +174,113 @@ def get_trace(engine: Engine, trace_id: str, *, max_spans: int) -> dict[str, Any
     truncated = len(rows) > max_spans
     rows = rows[:max_spans]
     ordered, roots = build_tree([_span_out(r, summary.start_ns) for r in rows])
+    # After build_tree, so that a span's agent is the one inherited from its agent span.
+    analysis = analyze(span_timing(node) for node in ordered)
+    on_path = analysis.critical_ids()
     for node in ordered:
         node.pop("start_ns", None)
+        node.pop("end_ns", None)
+        node["self_ms"] = ms(analysis.self_ns[node["span_id"]])
+        node["on_critical_path"] = node["span_id"] in on_path
     return {
         "trace": trace_summary(summary),
         "roots": roots,
         "spans": ordered,
         "truncated": truncated,
+        "bottlenecks": analysis.to_dict(),
     }
+
+
+SLOW_TOP_N = 3
+
+
+def list_slow_traces(
+    engine: Engine,
+    *,
+    since_ns: int,
+    threshold_ms: float,
+    agent: str | None,
+    limit: int,
+    max_spans_per_trace: int = 20_000,
+) -> list[dict[str, Any]]:
+    """Traces started at or after ``since_ns`` lasting ``threshold_ms`` or more, slowest first,
+    each with its top bottlenecks. One query for the traces, one for all their spans (the first
+    ``max_spans_per_trace`` of each, by start time, like the detail view)."""
+    t = traces.c
+    conditions = [t.start_ns >= since_ns, t.duration_ms >= threshold_ms]
+    if agent:
+        conditions.append(t.agent == agent)
+    stmt = (
+        select(traces)
+        .where(*conditions)
+        .order_by(t.duration_ms.desc(), t.start_ns.desc(), t.trace_id.desc())
+        .limit(limit)
+    )
+    s = spans.c
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+        if not rows:
+            return []
+        rank = (
+            func.row_number()
+            .over(partition_by=s.trace_id, order_by=(s.start_ns, s.span_id))
+            .label("rank")
+        )
+        inner = (
+            select(
+                s.trace_id,
+                s.span_id,
+                s.parent_span_id,
+                s.name,
+                s.kind,
+                s.agent,
+                s.status,
+                s.start_ns,
+                s.end_ns,
+                s.attributes,
+                rank,
+            )
+            .where(s.trace_id.in_([r.trace_id for r in rows]))
+            .subquery()
+        )
+        span_rows = conn.execute(select(inner).where(inner.c.rank <= max_spans_per_trace + 1)).all()
+    by_trace: dict[str, list[dict[str, Any]]] = {r.trace_id: [] for r in rows}
+    for sr in span_rows:
+        by_trace[sr.trace_id].append(
+            {
+                "span_id": sr.span_id,
+                "parent_span_id": sr.parent_span_id,
+                "name": sr.name,
+                "kind": sr.kind,
+                "agent": sr.agent,
+                "status": sr.status,
+                "start_ns": sr.start_ns,
+                "end_ns": sr.end_ns,
+                "attributes": _agent_attributes(sr.attributes),
+            }
+        )
+    items = []
+    for row in rows:
+        trace_spans = sorted(by_trace[row.trace_id], key=lambda x: (x["start_ns"], x["span_id"]))
+        partial = len(trace_spans) > max_spans_per_trace
+        ordered, _roots = build_tree(trace_spans[:max_spans_per_trace])
+        analysis = analyze((span_timing(node) for node in ordered), top_n=SLOW_TOP_N)
+        items.append(
+            {
+                **trace_summary(row),
+                "bottlenecks": [b.to_dict() for b in analysis.top],
+                "bottlenecks_partial": partial,
+            }
+        )
+    return items
+
+
+def _agent_attributes(raw: str) -> dict[str, Any] | None:
+    """Only the attributes build_tree reads to inherit agents; most spans carry none of them,
+    so most attribute documents are never parsed."""
+    if "agent.name" not in raw:
+        return None
+    attributes = orjson.loads(raw)
+    if not isinstance(attributes, dict):
+        return None
+    return {k: attributes[k] for k in AGENT_KEYS if k in attributes}

@@ -60,7 +60,9 @@ def build_tree(spans: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]]
             if agent:
                 node["agent"] = agent
             node["depth"] = depth
-            kids = children[sid]
+            # A kid already visited is a parent cycle's chosen root: listing it would make
+            # the children links loop.
+            kids = [k for k in children[sid] if k["span_id"] not in visited]
             node["children"] = [k["span_id"] for k in kids]
             ordered.append(node)
             for kid in reversed(kids):
