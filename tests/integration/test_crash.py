@@ -64,6 +64,22 @@ def server_process(db_url: str, log: Path) -> Iterator[tuple[subprocess.Popen[by
             proc.wait(30)
 
 
+def _children(pid: int) -> list[int]:
+    """Child processes of ``pid`` (Linux /proc), e.g. the ingest worker."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        found += [int(c) for c in text]
+    return found
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+    except (FileNotFoundError, IndexError):
+        return True
+
+
 def _span_keys(request: object) -> list[tuple[str, str]]:
     return [
         (s.trace_id.hex(), s.span_id.hex())
@@ -110,11 +126,17 @@ def test_sigkill_mid_stream_loses_no_acknowledged_span(db_url: str, tmp_path: Pa
         while len(acked) < 5_000:  # well into the stream, with requests in flight
             assert time.monotonic() < deadline, "ingest too slow to reach the kill point"
             time.sleep(0.01)
+        workers = _children(proc.pid)
+        assert workers, "the server runs its ingest worker process"
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         stop.set()
         for t in threads:
             t.join(30)
+    deadline = time.monotonic() + 15
+    while any(Path(f"/proc/{pid}").exists() and not _is_zombie(pid) for pid in workers):
+        assert time.monotonic() < deadline, "ingest workers outlived the killed server"
+        time.sleep(0.2)
     with acked_lock:
         acknowledged = set(acked)
     total = sum(len(_span_keys(r)) for r in requests)

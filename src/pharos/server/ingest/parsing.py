@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -44,7 +47,19 @@ _worker_config: ParseConfig | None = None
 
 def _init_worker(config: ParseConfig) -> None:
     global _worker_config
+    if _worker_config is None:
+        threading.Thread(
+            target=_exit_with_parent, args=(os.getppid(),), name="pharos-parent-watch", daemon=True
+        ).start()
     _worker_config = config
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose server was killed (SIGKILL, OOM) must not live on as an orphan."""
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent:
+            os._exit(0)
 
 
 def _parse_in_worker(body: bytes, content_type: str, encoding: str | None) -> NormalizedBatch:
