@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+#: Times and durations are signed 64-bit nanoseconds (the database's BIGINT): 1677..2262.
+_MAX_NS = 2**63 - 1
 
 
 def parse_duration_seconds(value: str) -> float:
@@ -14,7 +18,10 @@ def parse_duration_seconds(value: str) -> float:
     match = _DURATION.match(value)
     if not match:
         raise ValueError(f"{value!r} is not a duration like 30s, 15m, 1h, 7d")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if not seconds * 1_000_000_000 < _MAX_NS:  # also false for inf ("9" * 400 + "w")
+        raise ValueError(f"{value!r} is too long a duration (at most 292 years)")
+    return seconds
 
 
 def parse_instant_ns(value: str, now_ns: int) -> int:
@@ -30,7 +37,11 @@ def parse_instant_ns(value: str, now_ns: int) -> int:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1_000_000) * 1000
+    # Integer arithmetic: exact, and no OverflowError for year 1 with a positive offset.
+    ns = (moment - _EPOCH) // _MICROSECOND * 1000
+    if not -_MAX_NS <= ns <= _MAX_NS:
+        raise ValueError(f"{value!r} is outside the years 1677..2262 that can be stored")
+    return ns
 
 
 def iso_from_ns(ns: int) -> str:

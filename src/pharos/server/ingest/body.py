@@ -6,6 +6,7 @@ import zlib
 from collections.abc import AsyncIterator
 
 _STEP = 1 << 20  # decompress at most 1 MiB at a time so a bomb is caught early
+_FIRST_FEED = 256  # compressed bytes first handed to a member's inflater
 
 
 class BodyTooLarge(ValueError):
@@ -53,25 +54,49 @@ def decode_content(body: bytes, encoding: str | None, max_bytes: int) -> bytes:
 
 
 def gunzip_capped(data: bytes, max_bytes: int) -> bytes:
-    """Decompress gzip (possibly several members) with memory bounded by ``max_bytes``."""
+    """Decompress gzip (possibly several members) with memory bounded by ``max_bytes``.
+
+    Input is handed to each member's inflater in chunks that start small and double (up to
+    1 MiB): the bytes fed past a member's end are copied once more when it ends, so feeding
+    the whole rest each time would make a body of many tiny members cost quadratic time.
+    """
+    view = memoryview(data)
+    end = _end_of_members(data)
     out: list[bytes] = []
     produced = 0
-    remaining = data
+    pos = 0  # data[:pos] has been handed to an inflater
     while True:
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        pending = remaining
+        feed = _FIRST_FEED
         while not inflater.eof:
+            chunk: bytes | memoryview = inflater.unconsumed_tail
+            if not chunk and pos < len(view):
+                chunk = view[pos : pos + feed]
+                pos += len(chunk)
+                feed = min(feed * 2, _STEP)
             try:
-                piece = inflater.decompress(pending, min(_STEP, max_bytes - produced + 1))
+                piece = inflater.decompress(chunk, min(_STEP, max_bytes - produced + 1))
             except zlib.error as exc:
                 raise BadEncoding(f"invalid gzip body: {exc}") from None
             produced += len(piece)
             if produced > max_bytes:
                 raise BodyTooLarge(f"decompressed body is over the limit of {max_bytes} bytes")
-            out.append(piece)
-            pending = inflater.unconsumed_tail
-            if not pending and not piece and not inflater.eof:
+            if piece:
+                out.append(piece)
+            elif not chunk and not inflater.eof:
                 raise BadEncoding("invalid gzip body: truncated stream")
-        remaining = inflater.unused_data
-        if not remaining.strip(b"\x00"):
+        pos -= len(inflater.unused_data)  # fed past this member's end: the next one's start
+        if pos >= end:  # nothing but zero padding is left
             return b"".join(out)
+
+
+def _end_of_members(data: bytes) -> int:
+    """The index just after the last non-zero byte (trailing NULs are padding, not a member)."""
+    end = len(data)
+    while end > 0:
+        start = max(0, end - _STEP)
+        block = data[start:end].rstrip(b"\x00")
+        if block:
+            return start + len(block)
+        end = start
+    return 0

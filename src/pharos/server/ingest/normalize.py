@@ -70,6 +70,31 @@ OPENINFERENCE_KINDS = {
 }
 #: Kinds whose tokens and cost count towards a trace's totals (model calls).
 MODEL_CALL_KINDS = frozenset({"llm", "embedding"})
+#: The attributes the conventions read: kept even past ``Limits.max_attributes``, because
+#: OpenInference writes ``llm.model_name`` and the token counts after every message of the
+#: conversation, and a long one would otherwise lose its model, tokens and cost.
+CONVENTION_KEYS = frozenset(
+    (
+        *AGENT_KEYS,
+        *MODEL_KEYS,
+        *INVOCATION_PARAMETER_KEYS,
+        *INPUT_TOKEN_KEYS,
+        *OUTPUT_TOKEN_KEYS,
+        *CACHED_TOKEN_KEYS,
+        *TOTAL_TOKEN_KEYS,
+        *COST_KEYS,
+        "gen_ai.operation.name",
+        "openinference.span.kind",
+        "service.name",
+    )
+)
+#: Largest token count believed for one span; above it the value is garbage, and summing a
+#: few such values would overflow the 64-bit columns (and fail the whole request's insert).
+MAX_COUNT = 2**32 - 1
+#: Largest cost believed for one span (a million dollars), for the same reason.
+MAX_NANOUSD = 10**15
+#: Times are stored as signed 64-bit nanoseconds (until 2262); later ones cannot be stored.
+MAX_TIME_NS = 2**63 - 1
 STATUS_NAMES = {0: "unset", 1: "ok", 2: "error"}
 UNKNOWN_AGENT = "unknown"
 
@@ -172,7 +197,7 @@ def _text(value: str) -> str:
 
 
 def any_value(value: AnyValue, max_len: int) -> Any:
-    """Convert an OTLP ``AnyValue`` into a JSON-able Python value (strings truncated)."""
+    """Convert an OTLP ``AnyValue`` into a JSON-able Python value (strings and keys truncated)."""
     which = value.WhichOneof("value")
     if which == "string_value":
         s: str = value.string_value
@@ -187,7 +212,7 @@ def any_value(value: AnyValue, max_len: int) -> Any:
     if which == "array_value":
         return [any_value(v, max_len) for v in value.array_value.values]
     if which == "kvlist_value":
-        return {kv.key: any_value(kv.value, max_len) for kv in value.kvlist_value.values}
+        return {kv.key[:max_len]: any_value(kv.value, max_len) for kv in value.kvlist_value.values}
     if which == "bytes_value":
         return base64.b64encode(value.bytes_value).decode("ascii")
     return None
@@ -197,9 +222,10 @@ def attributes_dict(kvs: Iterable[KeyValue], limits: Limits) -> dict[str, Any]:
     out: dict[str, Any] = {}
     max_len = limits.max_attribute_length
     for kv in kvs:
-        if len(out) >= limits.max_attributes:
-            break
-        out[kv.key[:max_len]] = any_value(kv.value, max_len)
+        key = kv.key[:max_len]
+        if len(out) >= limits.max_attributes and key not in CONVENTION_KEYS:
+            continue
+        out[key] = any_value(kv.value, max_len)
     return out
 
 
@@ -220,15 +246,19 @@ def _first_str(attrs: Mapping[str, Any], keys: Iterable[str]) -> str | None:
 
 def _as_count(value: Any) -> int | None:
     """A token count from an attribute value (int, integral float or numeric string)."""
+    count: int | None = None
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, float) and math.isfinite(value) and value >= 0:
-        return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
+        count = value
+    elif isinstance(value, float) and math.isfinite(value) and value >= 0:
+        count = int(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        # ASCII only: str.isdigit() is also true for "²", which int() refuses.
+        if text.isascii() and text.isdigit() and len(text) <= 20:
+            count = int(text)
+    return count if count is not None and 0 <= count <= MAX_COUNT else None
 
 
 def _first_count(attrs: Mapping[str, Any], keys: Iterable[str]) -> int | None:
@@ -250,8 +280,10 @@ def _cost_nanousd(attrs: Mapping[str, Any]) -> int | None:
                 value = float(value)
             except ValueError:
                 continue
-        if isinstance(value, int | float) and math.isfinite(value) and value >= 0:
-            return round(value * 1_000_000_000)
+        if isinstance(value, int | float):
+            nanousd = value * 1_000_000_000
+            if math.isfinite(nanousd) and 0 <= nanousd <= MAX_NANOUSD:
+                return round(nanousd)
     return None
 
 
@@ -339,6 +371,9 @@ def _normalize_span(
     start = span.start_time_unix_nano
     if start <= 0:
         batch.reject(f"span {name!r}: start_time_unix_nano is missing")
+        return None
+    if start > MAX_TIME_NS or span.end_time_unix_nano > MAX_TIME_NS:
+        batch.reject(f"span {name!r}: start/end_time_unix_nano is after the year 2262")
         return None
     end = max(span.end_time_unix_nano, start)
     trace_id, span_id = raw_trace.hex(), raw_span.hex()
