@@ -41,10 +41,10 @@ def _settings(**overrides: Any) -> Settings:
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Bind address [env PHAROS_HOST].")] = None,
-    port: Annotated[int | None, typer.Option(help="HTTP port [env PHAROS_PORT].")] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (env PHAROS_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port (env PHAROS_PORT).")] = None,
     database_url: Annotated[
-        str | None, typer.Option(help="Database URL [env PHAROS_DATABASE_URL].")
+        str | None, typer.Option(help="Database URL (env PHAROS_DATABASE_URL).")
     ] = None,
     demo: Annotated[
         bool, typer.Option("--demo", help="Load demo traffic and keep it going.")
@@ -153,7 +153,7 @@ def demo(
 
 @db_app.command("upgrade")
 def db_upgrade(
-    database_url: Annotated[str | None, typer.Option(help="[env PHAROS_DATABASE_URL]")] = None,
+    database_url: Annotated[str | None, typer.Option(help="(env PHAROS_DATABASE_URL)")] = None,
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
 ) -> None:
     """Apply migrations (safe to repeat; PostgreSQL instances take a lock)."""
@@ -167,7 +167,7 @@ def db_upgrade(
 @db_app.command("downgrade")
 def db_downgrade(
     revision: Annotated[str, typer.Argument(help="Target revision, e.g. -1 or base.")],
-    database_url: Annotated[str | None, typer.Option(help="[env PHAROS_DATABASE_URL]")] = None,
+    database_url: Annotated[str | None, typer.Option(help="(env PHAROS_DATABASE_URL)")] = None,
 ) -> None:
     """Revert migrations down to REVISION."""
     from pharos.server.db.migrate import downgrade
@@ -179,7 +179,7 @@ def db_downgrade(
 
 @db_app.command("current")
 def db_current(
-    database_url: Annotated[str | None, typer.Option(help="[env PHAROS_DATABASE_URL]")] = None,
+    database_url: Annotated[str | None, typer.Option(help="(env PHAROS_DATABASE_URL)")] = None,
 ) -> None:
     """Show the database's revision and the newest one this Pharos knows."""
     from pharos.server.db.engine import make_engine

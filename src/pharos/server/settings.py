@@ -57,7 +57,12 @@ class Settings(BaseSettings):
         description="Largest body after gunzip; a bigger one (a gzip bomb) gets 413.",
     )
     max_attributes: int = Field(
-        default=256, gt=0, description="Attributes kept per span (extra ones are dropped)."
+        default=256,
+        gt=0,
+        description=(
+            "Attributes kept per span; extra ones are dropped, except those Pharos reads "
+            "(agent, model, tokens, cost, kind)."
+        ),
     )
     max_attribute_length: int = Field(
         default=32 * 1024, gt=0, description="Longest string attribute value kept (characters)."
