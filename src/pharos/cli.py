@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -24,6 +25,11 @@ db_app = typer.Typer(
     help="Database schema: upgrade, downgrade, show the current revision.", no_args_is_help=True
 )
 app.add_typer(db_app, name="db")
+export_app = typer.Typer(
+    help="Export a Grafana dashboard or Prometheus alert rules for Pharos' /metrics.",
+    no_args_is_help=True,
+)
+app.add_typer(export_app, name="export")
 console = Console(stderr=True)
 
 
@@ -194,6 +200,42 @@ def db_current(
     head = head_revision()
     state = "up to date" if current == head else "needs `pharos db upgrade`"
     print(f"current: {current or '(empty)'}  head: {head}  ({state})")
+
+
+OutOption = Annotated[Path | None, typer.Option("--out", help="File to write (default: stdout).")]
+
+
+def _write(text: str, out: Path | None) -> None:
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        console.print(f"wrote {out}")
+
+
+@export_app.command("grafana")
+def export_grafana(
+    out: Annotated[
+        Path | None, typer.Option("--out", help="File to write (default: stdout).")
+    ] = None,
+) -> None:
+    """A Grafana dashboard (JSON) over the /metrics series; import it and pick a Prometheus."""
+    from pharos.server.exports import grafana_json
+
+    _write(grafana_json(), out)
+
+
+@export_app.command("prometheus-rules")
+def export_prometheus_rules(
+    out: Annotated[
+        Path | None, typer.Option("--out", help="File to write (default: stdout).")
+    ] = None,
+) -> None:
+    """Prometheus alerting rules (YAML): error rate, p95, tokens, cost, no traffic, Pharos down."""
+    from pharos.server.exports import prometheus_rules_yaml
+
+    _write(prometheus_rules_yaml(), out)
 
 
 def _redact(url: str) -> str:

@@ -9,7 +9,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import anyio
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from sqlalchemy import text
 
 import pharos
@@ -21,6 +21,7 @@ from pharos.server.ingest.http import router as ingest_router
 from pharos.server.ingest.normalize import Limits
 from pharos.server.ingest.parsing import ParseConfig, Parser
 from pharos.server.ingest.writer import GroupCommitWriter
+from pharos.server.prometheus import HttpMetricsMiddleware, Metrics, RollupCollector
 from pharos.server.query.api import router as query_router
 from pharos.server.responses import FastJSONResponse
 from pharos.server.settings import Settings
@@ -67,6 +68,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.settings = settings
             app.state.engine = engine
             app.state.writer = writer
+            metrics.attach(
+                RollupCollector(
+                    engine,
+                    writer,
+                    max_agents=settings.metrics_max_agents,
+                    firing_alerts=lambda: _firing_alerts(app),
+                )
+            )
             app.state.parser = parser
             if settings.demo:
                 from pharos.server.demo import load_demo
@@ -83,10 +92,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         default_response_class=FastJSONResponse,
     )
     app.state.settings = settings
+    metrics = Metrics()
+    app.state.metrics = metrics
+    app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     install_error_handlers(app)
     app.include_router(ingest_router)
     app.include_router(query_router)
     app.include_router(analytics_router)
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics (text exposition format)")
+    async def prometheus_metrics() -> Response:
+        body, content_type = await anyio.to_thread.run_sync(metrics.render)
+        return Response(body, media_type=content_type)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness")
     async def healthz() -> dict[str, str]:
@@ -115,6 +132,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     return app
+
+
+def _firing_alerts(app: FastAPI) -> int:
+    counter = getattr(app.state, "firing_alerts", None)
+    return int(counter(None)) if callable(counter) else 0
 
 
 async def _stop_writer(writer: GroupCommitWriter) -> None:

@@ -106,6 +106,11 @@ class Settings(BaseSettings):
     health_alerts_critical: int = Field(
         default=3, ge=1, description="Firing alerts that take the alerts component to zero."
     )
+    metrics_max_agents: int = Field(
+        default=100,
+        ge=1,
+        description="Agents (and models per agent) named on /metrics; the rest count as other.",
+    )
     demo: bool = Field(default=False, description="Load demo traffic on start (`serve --demo`).")
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")
 
