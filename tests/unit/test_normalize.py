@@ -956,3 +956,17 @@ def test_inheritance_does_not_depend_on_the_order_spans_arrive(
     rng.shuffle(spans)
     second = {r.span_id: r.agent for r in normalize(spans).spans}
     assert first == second
+
+
+def test_batches_survive_the_trip_to_and_from_an_ingest_worker() -> None:
+    import pickle
+
+    from pharos.server.ingest.normalize import Limits, normalize_traces
+    from tests.otlp_helpers import request, span
+
+    good, bad = span(7, 1, attrs={"gen_ai.agent.name": "a"}), span(7, 2, 1)
+    bad.span_id = b""
+    batch = normalize_traces(request([good, bad]), Limits())
+    again = pickle.loads(pickle.dumps(batch))
+    assert again.spans == batch.spans and again.spans[0].agent == "a"
+    assert (again.rejected, again.reasons) == (1, batch.reasons)
