@@ -73,6 +73,11 @@ def serve(
         insecure=insecure or None,
         log_level=log_level,
     )
+    try:
+        settings.check_servable()
+    except ValueError as exc:
+        console.print(f"[red]invalid configuration:[/red] {exc}")
+        raise typer.Exit(2) from None
     if not settings.binds_loopback and not settings.insecure:
         console.print(
             f"[red]refusing to listen on {settings.host}:[/red] no API keys exist, so anyone "

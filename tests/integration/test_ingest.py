@@ -335,3 +335,21 @@ def test_agent_inherited_from_a_parent_stored_by_an_earlier_request(server: Runn
         "/api/v1/metrics/summary", params={"window": "400d", "agent": "planner"}
     ).json()
     assert summary["llm_calls"] == 1 and summary["tokens"]["input"] == 5
+
+
+def test_head_healthz_for_load_balancers(server: RunningServer) -> None:
+    with server.client() as c:
+        assert c.head("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_unmigrated_database_is_an_error_not_an_endless_retry(
+    make_server: ServerFactory, db_url: str
+) -> None:
+    srv = make_server(auto_migrate=False)
+    resp = srv.post(
+        "/v1/traces", content=request([span(0x1, 1)]).SerializeToString(), headers=PROTOBUF
+    )
+    assert resp.status_code == 500  # not 503: retrying cannot create the tables
+    ready = srv.get("/readyz").json()
+    assert "no such table" in ready["checks"]["writer_last_error"]

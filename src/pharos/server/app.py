@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            settings.check_servable()
             if settings.auto_migrate:
                 await anyio.to_thread.run_sync(upgrade, settings.database_url)
             engine = make_engine(
@@ -105,7 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         body, content_type = await anyio.to_thread.run_sync(metrics.render)
         return Response(body, media_type=content_type)
 
-    @app.get("/healthz", tags=["ops"], summary="Liveness")
+    @app.api_route("/healthz", methods=["GET", "HEAD"], tags=["ops"], summary="Liveness")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 

@@ -428,7 +428,7 @@ async def load_demo(
             await asyncio.sleep(live_interval)
             seed += 1
             now = time.time_ns()
-            for request in demo_requests(1, seed=seed, end_ns=now + 60 * NS, window_seconds=1):
+            for request in demo_requests(1, seed=seed, end_ns=now, window_seconds=1):
                 await writer.write(normalize_traces(request, limits).spans)
     except asyncio.CancelledError:
         raise

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -112,14 +112,34 @@ class Settings(BaseSettings):
         description="Agents (and models per agent) named on /metrics; the rest count as other.",
     )
     demo: bool = Field(default=False, description="Load demo traffic on start (`serve --demo`).")
-    log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
+        default="info", description="Log level: debug, info, warning, error, critical."
+    )
+
+    @field_validator("log_level", "sqlite_synchronous", mode="before")
+    @classmethod
+    def _case(cls, value: object, info: ValidationInfo) -> object:
+        if not isinstance(value, str):
+            return value
+        return value.lower() if info.field_name == "log_level" else value.upper()
 
     @field_validator("database_url")
     @classmethod
     def _known_dialect(cls, value: str) -> str:
-        if not value.startswith(("sqlite", "postgresql")):
+        if not value.startswith(("sqlite", "postgres")):
             raise ValueError("database_url must start with sqlite:// or postgresql+psycopg://")
         return value
+
+    def check_servable(self) -> None:
+        """Refuse settings a server cannot run with (raised at start, with the reason)."""
+        if self.is_sqlite:
+            path = self.database_url.split("://", 1)[1].lstrip("/")
+            if path in ("", ":memory:") or "mode=memory" in self.database_url:
+                raise ValueError(
+                    "database_url: an in-memory SQLite database cannot be served (the writer "
+                    "and the readers would each see their own empty database); use a file, "
+                    "e.g. sqlite:///./pharos.db"
+                )
 
     @property
     def is_sqlite(self) -> bool:

@@ -258,6 +258,7 @@ class GroupCommitWriter:
         self.stats.spans_stored += len(new)
         self.stats.spans_duplicate += len(rows) - len(new) + sum(per_job_dupes)
         self.stats.last_commit_seconds = time.perf_counter() - started
+        self.stats.last_error = None  # /readyz shows a writer error only while it lasts
         return results
 
     def _inherit_agents(self, conn: Connection, candidates: list[SpanRecord]) -> bool:
@@ -497,9 +498,15 @@ class GroupCommitWriter:
         )
 
 
+_NOT_TRANSIENT = ("no such table", "no such column", "has no column", "readonly database")
+
+
 def _is_unavailable(exc: BaseException) -> bool:
+    """Worth retrying (the database is down, locked or restarting), as opposed to a schema or
+    data problem that a retry cannot fix (e.g. a database that was never migrated)."""
     if isinstance(exc, OperationalError):
-        return True
+        message = str(exc.orig).lower()
+        return not any(part in message for part in _NOT_TRANSIENT)
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
