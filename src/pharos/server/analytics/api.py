@@ -24,6 +24,7 @@ from pharos.server.analytics.summary import (
     aggregate,
     auto_interval,
     figures,
+    kinds_for,
     series,
     trends,
 )
@@ -146,13 +147,21 @@ async def metrics_timeseries(
     window_s = parse_window(window)
     interval_s = _interval(interval, window_s)
     resolution = next(name for name in ("1d", "1h", "1m") if interval_s % RESOLUTIONS[name] == 0)
+    # Agent runs have no model: by-model or for-a-model figures describe the model calls.
+    model_scope = model is not None or group_by == "model"
     end_s = -(-_window_end(time.time()) // interval_s) * interval_s
     start_s = end_s - -(-window_s // interval_s) * interval_s
 
     def run() -> list[RollupRow]:
         with engine.connect() as conn:
             return store.fetch_rollups(
-                conn, start_s, end_s, agent=agent, model=model, resolution=resolution
+                conn,
+                start_s,
+                end_s,
+                agent=agent,
+                model=model,
+                resolution=resolution,
+                kinds=kinds_for(metric, model_scope=model_scope),
             )
 
     rows = await anyio.to_thread.run_sync(run)
@@ -163,7 +172,7 @@ async def metrics_timeseries(
         end_s=end_s,
         interval_s=interval_s,
         group_by=group_by,
-        model_scope=model is not None,
+        model_scope=model_scope,
     )
     return FastJSONResponse(
         {

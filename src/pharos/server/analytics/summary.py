@@ -51,8 +51,11 @@ class Aggregate:
     cost_nanousd: int = 0
 
 
-def aggregate(rows: Iterable[RollupRow], *, model_scope: bool = False) -> Aggregate:
-    """Add rollup rows up. ``model_scope``: requests are the model calls (a model filter)."""
+def aggregate(
+    rows: Iterable[RollupRow], *, model_scope: bool = False, histograms: bool = True
+) -> Aggregate:
+    """Add rollup rows up. ``model_scope``: requests are the model calls (a model filter).
+    ``histograms=False`` skips parsing the latency histograms (percentiles stay empty)."""
     agg = Aggregate()
     for row in rows:
         is_request = row.kind in MODEL_CALL_KINDS if model_scope else row.kind == REQUEST
@@ -61,7 +64,8 @@ def aggregate(rows: Iterable[RollupRow], *, model_scope: bool = False) -> Aggreg
             agg.errors += row.errors
             agg.duration_sum_ms += row.duration_sum_ms
             agg.duration_max_ms = max(agg.duration_max_ms, row.duration_max_ms)
-            hist.merge(agg.histogram, hist.loads(row.histogram))
+            if histograms:
+                hist.merge(agg.histogram, hist.loads(row.histogram))
         if row.kind == "llm":
             agg.llm_calls += row.count
         elif row.kind == "tool":
@@ -164,6 +168,15 @@ AUTO_POINTS = 300
 MAX_SERIES = 20
 
 
+def kinds_for(metric: str, *, model_scope: bool) -> tuple[str, ...]:
+    """The rollup kinds a metric reads (so a chart fetches only those rows)."""
+    if metric in ("tokens", "tokens_input", "tokens_output", "cost", "llm_calls") or model_scope:
+        return ("llm", "embedding")
+    if metric == "tool_calls":
+        return ("tool",)
+    return (REQUEST,)
+
+
 def auto_interval(window_seconds: int) -> int:
     """The smallest nice interval giving at most ~300 points."""
     for interval in NICE_INTERVALS:
@@ -217,6 +230,7 @@ def series(
     """Aligned buckets from start_s to end_s for each group (gaps: 0 for counts, None for
     ratios and latencies). More than 20 groups: the smallest are merged into "other"."""
     buckets = list(range(start_s, end_s, interval_s))
+    needs_histogram = metric in ("latency_p50", "latency_p95", "latency_p99")
     grouped: dict[str, dict[int, list[RollupRow]]] = {}
     for row in rows:
         key = "all" if group_by is None else getattr(row, group_by) or "(none)"
@@ -240,7 +254,11 @@ def series(
     for key in ordered:
         slots = grouped[key]
         values = [
-            metric_value(metric, aggregate(slots.get(b, ()), model_scope=model_scope), interval_s)
+            metric_value(
+                metric,
+                aggregate(slots.get(b, ()), model_scope=model_scope, histograms=needs_histogram),
+                interval_s,
+            )
             for b in buckets
         ]
         labels = {} if group_by is None else {group_by: key}
