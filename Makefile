@@ -28,6 +28,7 @@ test: $(STAMP)
 ## Run the benchmarks (not part of the test suite)
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/query.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
