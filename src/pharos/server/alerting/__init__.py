@@ -1,0 +1,1 @@
+"""Alerting: rule language, state machine, engine, silences, notifiers, outbox (issue 5)."""

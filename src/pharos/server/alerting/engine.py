@@ -1,0 +1,638 @@
+"""The alert engine: every ``alert_eval_interval_seconds`` the instance holding the lease reads
+the rollups (once per distinct window), evaluates every enabled rule for every label group, steps
+each alert's state machine and writes the changes, their history and their notifications (the
+outbox) in one transaction. ``run_cycle(now_ns)`` is one such cycle, callable directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, insert, update
+
+from pharos.server.alerting import store
+from pharos.server.alerting.figures import Figures
+from pharos.server.alerting.language import (
+    ANOMALY_HISTORY,
+    Budget,
+    Compiled,
+    Rule,
+    RuleSyntaxError,
+    Series,
+    compile_node,
+    parse,
+)
+from pharos.server.alerting.rules import (
+    DEFAULT_RULES,
+    RuleDef,
+    alert_labels,
+    fingerprint,
+    message_for,
+)
+from pharos.server.alerting.silences import ActiveSilence, match_all, parse_matchers, silenced_by
+from pharos.server.alerting.state import NOTIFYING, NS, AlertState, Timing, quiet, step
+from pharos.server.analytics import store as rollup_store
+from pharos.server.analytics.summary import RollupRow
+from pharos.server.db.schema import alert_events, alerts
+
+log = logging.getLogger("pharos.alerting")
+LEADER_LEASE = "alert-engine"
+DEFAULTS_FLAG = "default-rules-created"
+KNOWN_AGENT_DAYS = 7
+REFRESH_NS = 60 * NS  # how stale an active alert's stored value may get
+REFRESH_BATCH = 2000  # at most this many value refreshes per cycle (the rest: next cycles)
+
+
+@dataclass(slots=True)
+class CycleResult:
+    now_ns: int
+    rules: int = 0
+    groups: int = 0
+    windows: int = 0
+    rollup_rows: int = 0
+    transitions: int = 0
+    notifications: int = 0
+    errors: list[str] = field(default_factory=list)
+    read_seconds: float = 0.0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "evaluated_at": store.iso(self.now_ns),
+            "rules": self.rules,
+            "groups": self.groups,
+            "windows": self.windows,
+            "rollup_rows": self.rollup_rows,
+            "transitions": self.transitions,
+            "notifications": self.notifications,
+            "errors": self.errors,
+            "read_seconds": round(self.read_seconds, 4),
+            "seconds": round(self.seconds, 4),
+        }
+
+
+@dataclass(slots=True)
+class _Channel:
+    id: int
+    name: str
+    severities: tuple[str, ...]
+    matchers: tuple[Any, ...]
+
+
+_SEVERITY_RANK = {"critical": 0, "error": 1, "warning": 2, "info": 3}
+
+
+class FiringIndex:
+    """Firing alerts by agent and severity, kept in memory for the health score, the overview
+    and /metrics (refreshed after every cycle and every ack/resolve, on every instance)."""
+
+    MAX_ITEMS = 20
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.by_agent: dict[str, int] = {}
+        self.by_severity: dict[str, int] = {}
+        self.items: list[dict[str, Any]] = []
+
+    def load(self, snapshot: list[Any]) -> None:
+        by_agent: dict[str, int] = {}
+        by_severity: dict[str, int] = {}
+        items = []
+        for row in snapshot:
+            by_severity[row.severity] = by_severity.get(row.severity, 0) + 1
+            labels = store.loads(row.labels, {})
+            agent = labels.get("agent")
+            if agent:
+                by_agent[agent] = by_agent.get(agent, 0) + 1
+            items.append((_SEVERITY_RANK.get(row.severity, 9), -(row.fired_ns or 0), row, labels))
+        items.sort(key=lambda t: (t[0], t[1], t[2].id))
+        self.items = [
+            {
+                "id": int(row.id),
+                "rule": row.rule_name,
+                "severity": row.severity,
+                "agent": labels.get("agent"),
+                "labels": labels,
+                "value": row.value,
+                "message": row.message,
+                "fired_at": store.iso(row.fired_ns),
+                "acknowledged": row.acked_by is not None,
+                "silenced": row.silenced_by is not None,
+            }
+            for _, _, row, labels in items[: self.MAX_ITEMS]
+        ]
+        self.total, self.by_agent, self.by_severity = len(snapshot), by_agent, by_severity
+
+    def __call__(self, agent: str | None = None) -> int:
+        return self.total if agent is None else self.by_agent.get(agent, 0)
+
+
+class AlertEngine:
+    """Evaluates rules and writes transitions + outbox rows. Thread-safe to call from one
+    thread at a time (the lifespan loop, or the evaluate-now route under ``lock``)."""
+
+    def __init__(
+        self,
+        read_engine: Engine,
+        write_engine: Engine,
+        *,
+        dashboard_url: str = "",
+        instance_id: str | None = None,
+    ) -> None:
+        self.read_engine = read_engine
+        self.write_engine = write_engine
+        self.dashboard_url = dashboard_url.rstrip("/")
+        self.instance_id = instance_id or f"pharos-{uuid.uuid4().hex[:12]}"
+        self.firing = FiringIndex()
+        self._parsed: dict[str, tuple[Rule, Compiled, Compiled | None]] = {}
+        self.last_result: CycleResult | None = None
+        self._last_true: dict[tuple[int, str], int] = {}
+        self._fingerprints: dict[tuple[Any, tuple[str, ...]], str] = {}
+        self._refresh: list[dict[str, Any]] = []
+        self._events: list[dict[str, Any]] = []
+        self.cycles = 0
+        self.failures = 0
+        self.last_error: str | None = None
+
+    # -- setup -------------------------------------------------------------------------------
+    def create_default_rules(self, now_ns: int) -> bool:
+        """The default rule set, once per database (deleted rules stay deleted)."""
+        with self.write_engine.begin() as conn:
+            if not store.set_flag_once(conn, DEFAULTS_FLAG, now_ns):
+                return False
+            existing = {r.name for r in store.list_rules(conn)}
+            for rule in DEFAULT_RULES:
+                if rule["name"] not in existing:
+                    store.create_rule(conn, rule, now_ns)
+        return True
+
+    def sync_channels(self, configured: list[dict[str, Any]], now_ns: int) -> None:
+        with self.write_engine.begin() as conn:
+            for channel in configured:
+                store.upsert_channel(conn, channel, now_ns)
+
+    # -- leadership --------------------------------------------------------------------------
+    def lead(self, now_ns: int, ttl_ns: int) -> bool:
+        with self.write_engine.connect() as conn:
+            return store.try_lease(conn, LEADER_LEASE, self.instance_id, now_ns, ttl_ns)
+
+    def step_down(self) -> None:
+        with self.write_engine.begin() as conn:
+            store.drop_lease(conn, LEADER_LEASE, self.instance_id)
+
+    def refresh_firing(self) -> None:
+        with self.read_engine.connect() as conn:
+            self.firing.load(store.firing_snapshot(conn))
+
+    # -- one cycle ---------------------------------------------------------------------------
+    def _rule(self, expression: str) -> tuple[Rule, Compiled, Compiled | None]:
+        entry = self._parsed.get(expression)
+        if entry is None:
+            if len(self._parsed) > 10000:
+                self._parsed.clear()
+            rule = parse(expression)
+            primary = rule.primary
+            entry = (
+                rule,
+                compile_node(rule.expr),
+                compile_node(primary) if primary is not None else None,
+            )
+            self._parsed[expression] = entry
+        return entry
+
+    def run_cycle(self, now_ns: int | None = None) -> CycleResult:
+        """Evaluate every enabled rule at ``now_ns`` (default: now) and persist the outcome."""
+        started = time.perf_counter()
+        now_ns = time.time_ns() if now_ns is None else now_ns
+        result = CycleResult(now_ns)
+        end_s = (now_ns // NS // 60 + 1) * 60  # the end of the current minute, as dashboards
+        with self.read_engine.connect() as conn:
+            all_rules = {int(r.id): store.rule_def(r) for r in store.list_rules(conn)}
+            parsed: list[tuple[RuleDef, Rule]] = []
+            compiled: dict[int, tuple[Compiled, Compiled | None]] = {}
+            for rule in all_rules.values():
+                if not rule.enabled:
+                    continue
+                try:
+                    ast, condition, primary_fn = self._rule(rule.expression)
+                    parsed.append((rule, ast))
+                    compiled[rule.id] = (condition, primary_fn)
+                except RuleSyntaxError as exc:  # stored before a language change
+                    result.errors.append(f"rule {rule.id} ({rule.name}): {exc}")
+            windows = sorted({s.window_s for _, r in parsed for s in r.series})
+            read_started = time.perf_counter()
+            rows_by_window: dict[int, list[RollupRow]] = {
+                w: rollup_store.fetch_rollups(conn, end_s - w, end_s) for w in windows
+            }
+            history_windows = sorted({s.window_s for _, r in parsed for s in r.series if s.anomaly})
+            history: dict[int, list[RollupRow]] = {
+                w: rollup_store.fetch_rollups(
+                    conn,
+                    end_s - (ANOMALY_HISTORY + 1) * w,
+                    end_s - w,
+                    resolution="1m",
+                )
+                for w in history_windows
+            }
+            agents = (
+                rollup_store.known_agents(conn, end_s - KNOWN_AGENT_DAYS * 86400)
+                if any(r.by == ("agent",) for _, r in parsed)
+                else []
+            )
+            result.read_seconds = time.perf_counter() - read_started
+            budget_cache: dict[str | None, float | None] = {}
+            needs_budget = any(_uses_budget(r) for _, r in parsed)
+            if needs_budget:
+                budget_cache = _budgets(conn, parsed, agents, now_ns)
+            silences = store.active_silences(conn, now_ns)
+            channels = _channels(conn)
+            existing = {(int(a.rule_id), a.fingerprint): a for a in store.active_alerts(conn)}
+        result.rules, result.windows = len(parsed), len(windows)
+        result.rollup_rows = sum(len(v) for v in rows_by_window.values())
+        figures = Figures(rows_by_window, history, end_s)
+
+        # Evaluate (pure): which (rule, labels) hold now, with their value.
+        evaluated: dict[tuple[int, str], tuple[RuleDef, dict[str, str], bool, float | None]] = {}
+        for rule, ast in parsed:
+            rule_windows = {s.window_s for s in ast.series}
+            condition, primary = compiled[rule.id]
+            signature = (rule.id, rule.name, rule.severity, tuple(sorted(rule.labels.items())))
+            for group in figures.groups(ast.by, rule_windows, agents):
+                result.groups += 1
+
+                def series(s: Series, g: Mapping[str, str] = group) -> float | None:
+                    return figures.value(s, g)
+
+                def budget(b: Budget, g: Mapping[str, str] = group) -> float | None:
+                    return budget_cache.get(b.agent if b.agent is not None else g.get("agent"))
+
+                try:
+                    active = bool(condition(series, budget))
+                    fp_key = (signature, tuple(group.values()))
+                    fp = self._fingerprints.get(fp_key)
+                    if fp is None:
+                        if len(self._fingerprints) > 500_000:
+                            self._fingerprints.clear()
+                        fp = fingerprint(rule.id, alert_labels(rule, group))
+                        self._fingerprints[fp_key] = fp
+                    key = (rule.id, fp)
+                    if not active and key not in existing:
+                        continue
+                    value = primary(series, budget) if primary is not None else None
+                except Exception as exc:  # a bug, not the user's: keep the other rules going
+                    result.errors.append(f"rule {rule.id} ({rule.name}): {exc!r}")
+                    continue
+                number = None if isinstance(value, bool) or value is None else float(value)
+                evaluated[key] = (rule, alert_labels(rule, group), active, number)
+        # Alerts whose group vanished from the result (the agent went away) count as false;
+        # those of a disabled rule resolve now (keep_firing_for does not apply).
+        rules_by_id = {rule.id: rule for rule, _ in parsed}
+        for key, row in existing.items():
+            if key in evaluated:
+                continue
+            found = rules_by_id.get(key[0])
+            if found is None and key[0] in all_rules:
+                found = replace(all_rules[key[0]], keep_firing_for_s=0)
+            if found is not None:
+                evaluated[key] = (found, store.loads(row.labels, {}), False, None)
+
+        missing = [k for k, (_, _, active, _) in evaluated.items() if k not in existing]
+        if missing:
+            with self.read_engine.connect() as conn:
+                for row in store.alerts_by_fingerprint(conn, missing):
+                    existing[(int(row.rule_id), row.fingerprint)] = row
+
+        self._events, self._refresh = [], []
+        timings: dict[int, Timing] = {}
+        with self.write_engine.begin() as conn:
+            for key, (rule, labels, active, value) in evaluated.items():
+                current = existing.get(key)
+                timing = timings.get(rule.id)
+                if timing is None:
+                    timing = timings[rule.id] = rule.timing
+                transitions, sent = self._apply(
+                    conn,
+                    rule,
+                    labels,
+                    key[1],
+                    current,
+                    active,
+                    value,
+                    now_ns,
+                    silences,
+                    channels,
+                    timing,
+                )
+                result.transitions += transitions
+                result.notifications += sent
+            if self._events:
+                conn.execute(insert(alert_events), self._events)
+                self._events = []
+            if self._refresh:
+                conn.execute(
+                    update(alerts)
+                    .where(
+                        alerts.c.id == bindparam("b_id"),
+                        alerts.c.updated_ns == bindparam("b_updated"),
+                    )
+                    .values(
+                        value=bindparam("value"),
+                        message=bindparam("message"),
+                        last_true_ns=bindparam("last_true_ns"),
+                        last_eval_ns=bindparam("last_eval_ns"),
+                    ),
+                    self._refresh,
+                )
+                self._refresh = []
+        self.refresh_firing()
+        result.seconds = time.perf_counter() - started
+        self.last_result = result
+        self.cycles += 1
+        return result
+
+    def _apply(
+        self,
+        conn: Connection,
+        rule: RuleDef,
+        labels: dict[str, str],
+        fp: str,
+        row: Any,
+        active: bool,
+        value: float | None,
+        now_ns: int,
+        silences: list[ActiveSilence],
+        channels: list[_Channel],
+        timing: Timing,
+    ) -> tuple[int, int]:
+        silence_id = silenced_by(labels, silences, now_ns)
+        key = (rule.id, fp)
+        if active:
+            self._last_true[key] = now_ns
+        last_true = self._last_true.get(key)
+        if row is not None and row.silenced_by == silence_id:
+            stored = row.last_true_ns
+            if last_true is None or (stored is not None and stored > last_true):
+                last_true = stored
+            if quiet(
+                row.state,
+                active,
+                now_ns,
+                timing,
+                pending_since_ns=row.pending_since_ns,
+                last_true_ns=last_true,
+                last_notified_ns=row.last_notified_ns,
+                acked=row.acked_by is not None,
+                silenced=silence_id is not None,
+            ):
+                if (
+                    row.state != "inactive"
+                    and now_ns - int(row.last_eval_ns) >= REFRESH_NS
+                    and len(self._refresh) < REFRESH_BATCH
+                ):
+                    shown = value if value is not None else row.value
+                    self._refresh.append(
+                        {
+                            "b_id": int(row.id),
+                            "b_updated": row.updated_ns,
+                            "value": shown,
+                            "message": message_for(rule, labels, shown),
+                            "last_true_ns": last_true,
+                            "last_eval_ns": now_ns,
+                        }
+                    )
+                return 0, 0
+        prev = state_of(row, silenced=silence_id is not None, last_true_ns=last_true)
+        nxt, events = step(prev, active, now_ns, timing, value)
+        episode = int(row.episode) if row is not None else 0
+        if "pending" in events:
+            episode += 1
+        prev_silence = row.silenced_by if row is not None else None
+        silence_changed = row is not None and nxt.state == "firing" and prev_silence != silence_id
+        if not events and not silence_changed:
+            return 0, 0
+        if nxt.state in ("inactive", "resolved"):
+            self._last_true.pop(key, None)
+        message = message_for(rule, labels, value if value is not None else nxt.value)
+        values: dict[str, Any] = {
+            "state": nxt.state,
+            "value": nxt.value,
+            "message": message,
+            "episode": episode,
+            "pending_since_ns": nxt.pending_since_ns,
+            "fired_ns": nxt.fired_ns,
+            "last_true_ns": nxt.last_true_ns,
+            "resolved_ns": nxt.resolved_ns,
+            "last_notified_ns": nxt.last_notified_ns,
+            "silenced_by": silence_id if nxt.state == "firing" else None,
+            "severity": rule.severity,
+            "rule_name": rule.name,
+            "last_eval_ns": now_ns,
+            "updated_ns": now_ns,
+        }
+        if "pending" in events:  # a new episode starts un-acknowledged
+            values.update(acked_by=None, acked_ns=None, ack_comment=None)
+        if row is None:
+            res = conn.execute(
+                insert(alerts).values(
+                    rule_id=rule.id, fingerprint=fp, labels=store.dumps(labels), **values
+                )
+            )
+            assert res.inserted_primary_key is not None
+            alert_id = int(res.inserted_primary_key[0])
+        else:
+            alert_id = int(row.id)
+            # Optimistic: an operator's resolve since we read wins; we retry next cycle.
+            res = conn.execute(
+                update(alerts)
+                .where(alerts.c.id == alert_id, alerts.c.updated_ns == row.updated_ns)
+                .values(**values)
+            )
+            if res.rowcount == 0:
+                return 0, 0
+        for event in events:
+            self._events.append(_event(alert_id, now_ns, event, nxt.state, nxt.value))
+        if silence_changed:
+            self._events.append(
+                _event(
+                    alert_id,
+                    now_ns,
+                    "silenced" if silence_id is not None else "unsilenced",
+                    nxt.state,
+                    nxt.value,
+                    f"silence {silence_id}" if silence_id is not None else None,
+                )
+            )
+        sent = 0
+        acked = row is not None and row.acked_by is not None and "pending" not in events
+        for event in events:
+            if event not in NOTIFYING or silence_id is not None:
+                continue
+            if event == "repeat" and prev.last_notified_ns is None:
+                event = "firing"  # first notification of an episode that was silenced
+            snapshot = {
+                "id": alert_id,
+                "rule_id": rule.id,
+                "rule": rule.name,
+                "fingerprint": fp,
+                "labels": labels,
+                "severity": rule.severity,
+                "state": nxt.state,
+                "value": nxt.value,
+                "message": message,
+                "expression": rule.expression,
+                "fired_at": store.iso(nxt.fired_ns),
+                "resolved_at": store.iso(nxt.resolved_ns),
+                "acked_by": row.acked_by if acked and row is not None else None,
+                "ack_comment": row.ack_comment if acked and row is not None else None,
+            }
+            tag = f"{event}@{now_ns}" if event == "repeat" else event
+            sent += self.notify(
+                conn,
+                rule,
+                labels,
+                snapshot,
+                event,
+                f"a{alert_id}:e{episode}:{tag}",
+                channels,
+                now_ns,
+            )
+        return len(events), sent
+
+    def notify(
+        self,
+        conn: Connection,
+        rule: RuleDef,
+        labels: Mapping[str, str],
+        snapshot: dict[str, Any],
+        event: str,
+        key_prefix: str,
+        channels: list[_Channel],
+        now_ns: int,
+    ) -> int:
+        """Write one outbox row per routed channel (in the caller's transaction)."""
+        snapshot = {**snapshot, **self.links(snapshot["id"], labels)}
+        payload = {"event": event, "at": store.iso(now_ns), "alert": snapshot}
+        count = 0
+        for channel in route(rule, labels, channels):
+            count += store.enqueue(
+                conn,
+                key=f"{key_prefix}:c{channel.id}",
+                channel_id=channel.id,
+                alert_id=snapshot["id"],
+                event=event,
+                payload=payload,
+                now_ns=now_ns,
+            )
+        return count
+
+    def links(self, alert_id: int, labels: Mapping[str, str]) -> dict[str, str]:
+        if not self.dashboard_url:
+            return {}
+        out = {"url": f"{self.dashboard_url}/alerts/{alert_id}"}
+        if labels.get("agent"):
+            out["agent_url"] = f"{self.dashboard_url}/agents/{labels['agent']}"
+        return out
+
+    def routed_channels(self, conn: Connection) -> list[_Channel]:
+        return _channels(conn)
+
+
+def _event(
+    alert_id: int,
+    at_ns: int,
+    event: str,
+    state: str,
+    value: float | None,
+    comment: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "alert_id": alert_id,
+        "at_ns": at_ns,
+        "event": event,
+        "state": state,
+        "value": value,
+        "who": None,
+        "comment": comment,
+    }
+
+
+def route(rule: RuleDef, labels: Mapping[str, str], channels: list[_Channel]) -> list[_Channel]:
+    """The channels an alert notifies: those the rule names, and those whose routing (severities
+    + label matchers) matches it."""
+    out = []
+    for ch in channels:
+        named = ch.name in rule.channels
+        routed = bool(ch.severities) and rule.severity in ch.severities
+        if named or (routed and match_all(ch.matchers, labels)):
+            out.append(ch)
+    return out
+
+
+def _channels(conn: Connection) -> list[_Channel]:
+    out = []
+    for row in store.list_channels(conn, enabled_only=True):
+        matchers = tuple(parse_matchers(store.loads(row.matchers, []), allow_empty=True))
+        severities = tuple(store.loads(row.severities, []))
+        out.append(_Channel(int(row.id), row.name, severities, matchers))
+    return out
+
+
+def state_of(row: Any, *, silenced: bool, last_true_ns: int | None = None) -> AlertState:
+    if row is None:
+        return AlertState(silenced=silenced)
+    stored = row.last_true_ns
+    if last_true_ns is not None and (stored is None or last_true_ns > stored):
+        stored = last_true_ns
+    return AlertState(
+        state=row.state,
+        pending_since_ns=row.pending_since_ns,
+        fired_ns=row.fired_ns,
+        last_true_ns=stored,
+        resolved_ns=row.resolved_ns,
+        last_notified_ns=row.last_notified_ns,
+        acked=row.acked_by is not None,
+        silenced=silenced,
+        value=row.value,
+    )
+
+
+def _uses_budget(rule: Rule) -> bool:
+    stack: list[Any] = [rule.expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Budget):
+            return True
+        for name in ("left", "right", "operand"):
+            child = getattr(node, name, None)
+            if child is not None:
+                stack.append(child)
+        stack.extend(getattr(node, "args", ()))
+    return False
+
+
+def _budgets(
+    conn: Connection, parsed: list[tuple[RuleDef, Rule]], agents: list[str], now_ns: int
+) -> dict[str | None, float | None]:
+    """budget_burn() for every agent a rule may ask about (the cost room's function)."""
+    from pharos.server.cost.budgets import budget_burn
+
+    now = datetime.fromtimestamp(now_ns / NS, tz=UTC)
+    wanted: set[str | None] = {None, *agents}
+    for _, rule in parsed:
+        stack: list[Any] = [rule.expr]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, Budget) and node.agent is not None:
+                wanted.add(node.agent)
+            for name in ("left", "right", "operand"):
+                child = getattr(node, name, None)
+                if child is not None:
+                    stack.append(child)
+            stack.extend(getattr(node, "args", ()))
+    return {agent: budget_burn(conn, agent=agent, now=now) for agent in wanted}

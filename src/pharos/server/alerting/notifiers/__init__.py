@@ -1,0 +1,1 @@
+"""Notification channels: Slack, PagerDuty, generic webhook, e-mail (payload builders + senders)."""

@@ -1,0 +1,227 @@
+"""Notifications survive outages and restarts: Slack, PagerDuty and webhook receivers that
+answer 500, time out and refuse connections before recovering get every notification exactly
+once, with the server restarted in between; e-mail through a local aiosmtpd."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from email import message_from_bytes
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from tests.alert_receivers import receiver, wait_for
+from tests.conftest import free_port, run_server
+
+FAST = {
+    "alert_eval_interval_seconds": 3600.0,  # cycles are triggered by the test
+    "alert_default_rules": False,
+    "alert_retry_base_seconds": 0.2,
+    "alert_retry_max_seconds": 0.6,
+    "alert_send_timeout_seconds": 0.5,
+    "alert_outbox_poll_seconds": 0.1,
+    "alert_dashboard_url": "http://dash.example",
+    "ingest_workers": 0,
+}
+
+
+def test_every_notification_arrives_exactly_once_across_outages_and_a_restart(
+    db_url: str,
+) -> None:
+    slack_port, pd_port, hook_port = free_port(), free_port(), free_port()
+    with (
+        receiver(slack_port, ["500", "500", "500"]) as slack,
+        receiver(pd_port, ["timeout", "500", "timeout"]) as pd,
+        receiver(hook_port, started=False) as hook,  # connection refused until started
+    ):
+        settings = {
+            **FAST,
+            "alert_slack_webhook_url": slack.url,
+            "alert_pagerduty_routing_key": "R0UT1NGKEY",
+            "alert_pagerduty_url": pd.url,
+            "alert_webhook_url": hook.url,
+            "alert_webhook_secret": "s3cret",
+        }
+        with run_server(db_url, **settings) as first:
+            rule = first.post(
+                "/api/v1/alerts/rules",
+                json={
+                    "name": "No traffic",
+                    "expression": "requests(15m) == 0",
+                    "severity": "critical",
+                    "message": "no requests in 15 minutes ({value})",
+                },
+            )
+            assert rule.status_code == 201, rule.text
+            cycle = first.post("/api/v1/alerts/evaluate").json()
+            assert cycle["transitions"] == 2 and cycle["notifications"] == 3  # 3 channels
+            alert = first.get("/api/v1/alerts", params={"state": "firing"}).json()["items"][0]
+            # Slack and PagerDuty recover within the retries; the webhook keeps refusing.
+            wait_for(lambda: len(slack.accepted) == 1 and len(pd.accepted) == 1)
+            ack = first.post(
+                f"/api/v1/alerts/{alert['id']}/ack", json={"who": "ana", "comment": "on it"}
+            )
+            assert ack.status_code == 200 and ack.json()["acked_by"] == "ana"
+            wait_for(lambda: len(slack.accepted) == 2 and len(pd.accepted) == 2)
+            pending = first.get("/api/v1/alerts/outbox", params={"status": "pending"}).json()
+            assert {row["event"] for row in pending["items"]} == {"firing", "acknowledged"}
+            # The webhook's acknowledged waits behind its firing (order per alert and channel).
+            attempts = {row["event"]: row["attempts"] for row in pending["items"]}
+            assert attempts["firing"] >= 1 and attempts["acknowledged"] == 0
+        # The first server stopped with the webhook's two notifications still undelivered.
+        hook.start()
+        with run_server(db_url, **settings) as second:
+            wait_for(lambda: len(hook.accepted) == 2)
+            # The condition stops holding: the rule now wants traffic; resolved goes out.
+            patched = second.client().patch(
+                f"/api/v1/alerts/rules/{rule.json()['id']}",
+                json={"expression": "requests(15m) == 0 and requests(15m) > 0"},
+            )
+            assert patched.status_code == 200
+            cycle = second.post("/api/v1/alerts/evaluate").json()
+            assert cycle["transitions"] == 1 and cycle["notifications"] == 3
+            wait_for(
+                lambda: (
+                    len(slack.accepted) == 3 and len(pd.accepted) == 3 and len(hook.accepted) == 3
+                )
+            )
+            # Nothing more arrives: every row is sent, none twice.
+            time.sleep(1.0)
+            counts = second.get("/api/v1/alerts/outbox").json()["counts"]
+            assert counts == {"sent": 9}
+            history = second.get(f"/api/v1/alerts/{alert['id']}").json()["history"]
+        assert [h["event"] for h in reversed(history)] == [
+            "pending",
+            "firing",
+            "acknowledged",
+            "resolved",
+        ]
+
+    assert [x.json["text"].split("]")[0] for x in slack.accepted] == [
+        "[FIRING",
+        "[ACKNOWLEDGED",
+        "[RESOLVED",
+    ]
+    # Slack: text + attachment coloured by severity with blocks (header, message, labels, link).
+    firing = slack.accepted[0].json
+    assert firing["text"].startswith("[FIRING] No traffic (critical)")
+    attachment = firing["attachments"][0]
+    assert attachment["color"] == "#D00000"
+    blocks = attachment["blocks"]
+    assert [b["type"] for b in blocks] == ["header", "section", "section", "context", "actions"]
+    assert blocks[0]["text"] == {
+        "type": "plain_text",
+        "text": "[FIRING] No traffic (critical)",
+        "emoji": True,
+    }
+    assert blocks[1]["text"] == {"type": "mrkdwn", "text": "no requests in 15 minutes (0)"}
+    assert {"type": "mrkdwn", "text": "*severity*\ncritical"} in blocks[2]["fields"]
+    assert blocks[3]["elements"][0]["text"] == "`requests(15m) == 0`"
+    button = blocks[4]["elements"][0]
+    assert (
+        button["type"] == "button" and button["url"] == f"http://dash.example/alerts/{alert['id']}"
+    )
+    assert slack.accepted[1].json["text"].startswith("[ACKNOWLEDGED]")
+    assert slack.accepted[2].json["attachments"][0]["color"] == "#2EB67D"
+    assert slack.accepted[2].json["text"].startswith("[RESOLVED]")
+
+    # PagerDuty Events API v2: trigger, acknowledge, resolve with the same dedup_key.
+    trigger, acknowledge, resolve = (x.json for x in pd.accepted)
+    assert [trigger["event_action"], acknowledge["event_action"], resolve["event_action"]] == [
+        "trigger",
+        "acknowledge",
+        "resolve",
+    ]
+    assert {e["dedup_key"] for e in (trigger, acknowledge, resolve)} == {alert["fingerprint"]}
+    assert {e["routing_key"] for e in (trigger, acknowledge, resolve)} == {"R0UT1NGKEY"}
+    assert trigger["payload"]["severity"] == "critical"
+    assert trigger["payload"]["summary"] == "no requests in 15 minutes (0)"
+    assert trigger["payload"]["source"] == "pharos"
+    assert trigger["payload"]["timestamp"].endswith("Z")
+    assert trigger["links"][0]["href"] == f"http://dash.example/alerts/{alert['id']}"
+    assert set(acknowledge) == {"routing_key", "event_action", "dedup_key"}
+    assert pd.attempts >= 6  # the failures were real attempts
+
+    # Webhook: signed JSON, idempotency key per transition per channel.
+    keys = []
+    for got in hook.accepted:
+        ts = got.headers["x-pharos-timestamp"]
+        expected = hmac.new(b"s3cret", ts.encode() + b"." + got.body, hashlib.sha256).hexdigest()
+        assert got.headers["x-pharos-signature"] == f"sha256={expected}"
+        assert got.headers["x-pharos-idempotency-key"] == got.json["idempotency_key"]
+        keys.append(got.json["idempotency_key"])
+        assert got.json["alert"]["fingerprint"] == alert["fingerprint"]
+    assert [g.json["event"] for g in hook.accepted] == ["firing", "acknowledged", "resolved"]
+    assert len(set(keys)) == 3
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, list[str], bytes]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "250 OK"
+
+
+def test_email_plain_and_html_through_smtp(sqlite_url: str) -> None:
+    sink = _Sink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        settings = {
+            **FAST,
+            "alert_smtp_host": "127.0.0.1",
+            "alert_smtp_port": port,
+            "alert_smtp_from": "pharos@example.com",
+            "alert_smtp_to": ["oncall@example.com"],
+        }
+        with run_server(sqlite_url, **settings) as server:
+            server.post(
+                "/api/v1/alerts/rules",
+                json={
+                    "name": "Quiet <agents>",
+                    "expression": "requests(5m) == 0",
+                    "severity": "error",
+                    "labels": {"team": "payments"},
+                },
+            )
+            server.post("/api/v1/alerts/evaluate")
+            wait_for(lambda: len(sink.messages) == 1)
+    finally:
+        controller.stop()
+    sender, recipients, raw = sink.messages[0]
+    assert sender == "pharos@example.com" and recipients == ["oncall@example.com"]
+    msg = message_from_bytes(raw)
+    assert msg["Subject"] == "[FIRING] Quiet <agents> (error)"
+    assert msg.get_content_type() == "multipart/alternative"
+    parts = {
+        p.get_content_type(): p.get_payload(decode=True).decode()
+        for p in msg.walk()
+        if not p.is_multipart()
+    }
+    assert "team: payments" in parts["text/plain"]
+    assert "Quiet &lt;agents&gt;" in parts["text/html"]  # escaped
+    assert "http://dash.example/alerts/" in parts["text/html"]
+
+
+@pytest.mark.parametrize("status", [400, 404])
+def test_a_permanent_4xx_fails_at_once(sqlite_url: str, status: int) -> None:
+    port = free_port()
+    with receiver(port) as hook:
+        hook.status = status
+        with run_server(sqlite_url, **FAST, alert_webhook_url=hook.url) as server:
+            server.post(
+                "/api/v1/alerts/rules",
+                json={"name": "r", "expression": "requests(5m) == 0", "severity": "info"},
+            )
+            server.post("/api/v1/alerts/evaluate")
+            wait_for(
+                lambda: server.get("/api/v1/alerts/outbox").json()["counts"].get("failed") == 1
+            )
+            row = server.get("/api/v1/alerts/outbox").json()["items"][0]
+    assert row["attempts"] == 1 and row["last_error"].startswith(f"HTTP {status}")
