@@ -1,0 +1,1 @@
+"""Cost: model prices, pricing at ingest, budgets and forecasts, savings suggestions."""

@@ -1,0 +1,183 @@
+"""The price book used at ingest (bundled table + the ``model_prices`` overrides, cached in
+memory) and the writer's cost hook.
+
+Design (docs/costs.md): normalization runs in worker processes without database access, so
+spans are priced in the writer thread, by :meth:`CostHook.price`, called once per transaction
+**before** the trace and rollup deltas are computed: a span's cost lands in ``spans``,
+``traces`` and the rollups in the same transaction. A cost sent by the client is kept. The
+overrides are re-read when this instance changes them (``invalidate``) and every
+``refresh_seconds`` (so another instance's change is seen within that time).
+:meth:`CostHook.record` adds the stored model calls to ``llm_usage_daily`` in the same
+transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from pharos.server.cost.prices import Price, PriceTable, bundled_table, call_cost_nanousd
+from pharos.server.cost.usage import USAGE_VALUES, usage_deltas
+from pharos.server.db.schema import llm_usage_daily, model_prices
+from pharos.server.ingest.normalize import MODEL_CALL_KINDS, SpanRecord
+
+log = logging.getLogger("pharos.cost")
+_MEMO_LIMIT = 10_000
+
+
+def load_overrides(conn: Connection) -> list[tuple[str, Price]]:
+    rows = conn.execute(select(model_prices).order_by(model_prices.c.id)).all()
+    return [
+        (
+            row.model,
+            Price(
+                input=row.input_microusd_per_mtok,
+                output=row.output_microusd_per_mtok,
+                cached=row.cached_microusd_per_mtok,
+                effective_from_ns=row.effective_from_ns,
+                source="override",
+                id=row.id,
+            ),
+        )
+        for row in rows
+    ]
+
+
+class PriceBook:
+    """Thread-safe: the writer thread prices spans while API handlers invalidate it."""
+
+    def __init__(
+        self,
+        engine: Engine | None,
+        *,
+        refresh_seconds: float = 30.0,
+        aliases: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._engine = engine
+        self._refresh = refresh_seconds
+        self._aliases = dict(aliases or {})
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._table = bundled_table().with_overrides([], self._aliases)
+        self._keys: dict[str, str | None] = {}
+        self._due = 0.0  # load at first use
+        self._failing = False
+
+    def invalidate(self) -> None:
+        """Re-read the overrides at next use (after this instance changed them)."""
+        self._due = 0.0
+
+    def table(self) -> PriceTable:
+        if self._engine is not None and self._clock() >= self._due:
+            with self._lock:
+                if self._clock() >= self._due:
+                    self._reload()
+        return self._table
+
+    def _reload(self) -> None:
+        assert self._engine is not None
+        self._due = self._clock() + self._refresh
+        try:
+            with self._engine.connect() as conn:
+                overrides = load_overrides(conn)
+        except Exception as exc:  # keep pricing with what we had; say so once
+            if not self._failing:
+                log.warning("could not read model_prices (keeping the last prices): %s", exc)
+            self._failing = True
+            return
+        self._failing = False
+        self._table = bundled_table().with_overrides(overrides, self._aliases)
+        self._keys = {}
+
+    def resolve(self, model: str) -> str | None:
+        table = self.table()
+        keys = self._keys
+        if model in keys:
+            return keys[model]
+        key = table.resolve(model)
+        if len(keys) >= _MEMO_LIMIT:
+            keys.clear()
+        keys[model] = key
+        return key
+
+    def price_of(self, model: str, at_ns: int) -> Price | None:
+        key = self.resolve(model)
+        return None if key is None else self.table().price_at(key, at_ns)
+
+    def cost_of(self, record: SpanRecord) -> int | None:
+        """The table cost of a model call (None: not a priced model call)."""
+        return self.table_cost(
+            record.kind,
+            record.model,
+            record.start_ns,
+            record.input_tokens,
+            record.output_tokens,
+            record.cached_tokens,
+        )
+
+    def table_cost(
+        self,
+        kind: str,
+        model: str | None,
+        start_ns: int,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        cached_tokens: int | None,
+    ) -> int | None:
+        """Cost of a model call at the price in effect at its start; None when it is not a
+        model call, has no model or tokens, or its model has no price."""
+        if (
+            kind not in MODEL_CALL_KINDS
+            or not model
+            or (input_tokens is None and output_tokens is None)
+        ):
+            return None
+        price = self.price_of(model, start_ns)
+        if price is None:
+            return None
+        return call_cost_nanousd(price, input_tokens, output_tokens, cached_tokens)
+
+
+class CostHook:
+    """What the ingest writer calls: :meth:`price` before deltas, :meth:`record` after."""
+
+    def __init__(self, book: PriceBook, dialect: str) -> None:
+        self.book = book
+        self.failures = 0
+        insert: Any = sqlite.insert if dialect == "sqlite" else postgresql.insert
+        stmt = insert(llm_usage_daily)
+        t = llm_usage_daily.c
+        self._usage_upsert = stmt.on_conflict_do_update(
+            index_elements=["day", "agent", "model", "prompt_hash"],
+            set_={c: t[c] + stmt.excluded[c] for c in USAGE_VALUES},
+        )
+
+    def price(self, records: Iterable[SpanRecord]) -> None:
+        """Set the table cost on model calls that have a model and tokens but no client cost.
+        Never raises: a span the price book cannot price is stored without a cost."""
+        try:
+            for record in records:
+                if record.cost_nanousd is None and record.kind in MODEL_CALL_KINDS:
+                    record.cost_nanousd = self.book.cost_of(record)
+        except Exception:
+            self.failures += 1
+            log.exception("pricing spans failed; they are stored without a table cost")
+
+    def record(self, conn: Connection, new: Sequence[SpanRecord]) -> None:
+        """Add the stored model calls to ``llm_usage_daily`` (inside the writer's transaction)."""
+        deltas = usage_deltas(new, MODEL_CALL_KINDS)
+        if not deltas:
+            return
+        rows = [
+            dict(zip(("day", "agent", "model", "prompt_hash"), key, strict=True))
+            | dict(zip(USAGE_VALUES, deltas[key].values(), strict=True))
+            for key in sorted(deltas)  # one lock order for concurrent writers
+        ]
+        conn.execute(self._usage_upsert, rows)
