@@ -1,0 +1,205 @@
+"""Routes of the access room: dashboard login/logout/session, API keys, the agent registry."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Depends, Path, Request, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import Engine
+
+from pharos.server.access.keys import KeyStore, create_key, list_keys, parse_scopes, revoke_key
+from pharos.server.access.middleware import COOKIE, presented_key
+from pharos.server.access.registry import (
+    AgentConfig,
+    RegistryError,
+    add_agent,
+    get_agent,
+    list_agents,
+    parse_budget,
+    parse_wait_ms,
+    remove_agent,
+    replace_agent,
+)
+from pharos.server.errors import ApiError
+from pharos.server.responses import FastJSONResponse
+
+router = APIRouter(prefix="/api/v1", tags=["access"])
+
+
+def _engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+EngineDep = Annotated[Engine, Depends(_engine)]
+
+
+def _store(request: Request) -> KeyStore:
+    store: KeyStore = request.app.state.keystore
+    return store
+
+
+# --- dashboard session ---------------------------------------------------------------------------
+
+
+class Login(BaseModel):
+    key: str = Field(min_length=1, max_length=256, description="An API key (phk_…).")
+
+
+@router.post("/auth/login", summary="Dashboard login: a key in, an HttpOnly session cookie out")
+async def login(body: Login, request: Request) -> FastJSONResponse:
+    store = _store(request)
+    record = await anyio.to_thread.run_sync(store.verify, body.key.strip())
+    if record is None:
+        raise ApiError(401, "the API key is invalid or revoked")
+    response = FastJSONResponse({"authenticated": True, "key": record.public()})
+    response.set_cookie(
+        COOKIE,
+        body.key.strip(),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+        max_age=30 * 86400,
+    )
+    return response
+
+
+@router.post("/auth/logout", summary="Dashboard logout: clears the session cookie")
+async def logout() -> Response:
+    response = Response(status_code=204)
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
+@router.get("/auth/session", summary="Whether the server is open, and who the caller is")
+async def session(request: Request) -> dict[str, Any]:
+    store = _store(request)
+    is_open = await anyio.to_thread.run_sync(store.active_count) == 0
+    key = presented_key(request.scope["headers"])
+    record = await anyio.to_thread.run_sync(store.verify, key) if key else None
+    return {
+        "open": is_open,
+        "authenticated": record is not None,
+        "key": None if record is None else record.public(),
+    }
+
+
+# --- keys ----------------------------------------------------------------------------------------
+
+
+class NewKey(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    scopes: list[str] = Field(min_length=1, max_length=3)
+
+
+@router.get("/keys", summary="API keys: name, prefix, scopes, created, last used, revoked")
+async def keys_list(engine: EngineDep) -> dict[str, Any]:
+    keys = await anyio.to_thread.run_sync(list_keys, engine)
+    return {"items": [k.public() for k in keys]}
+
+
+@router.post("/keys", status_code=201, summary="Create a key (the full key is shown only here)")
+async def keys_create(body: NewKey, request: Request, engine: EngineDep) -> FastJSONResponse:
+    try:
+        scopes = parse_scopes(body.scopes)
+    except ValueError as exc:
+        raise ApiError(400, f"scopes: {exc}", "invalid_parameter") from None
+    try:
+        key, record = await anyio.to_thread.run_sync(create_key, engine, body.name, scopes)
+    except ValueError as exc:
+        raise ApiError(400, str(exc), "invalid_parameter") from None
+    _store(request).invalidate()
+    return FastJSONResponse({"key": key, **record.public()}, status_code=201)
+
+
+@router.delete("/keys/{key_id}", summary="Revoke a key (by id or prefix), on every instance")
+async def keys_revoke(
+    request: Request,
+    engine: EngineDep,
+    key_id: Annotated[str, Path(min_length=1, max_length=64)],
+) -> dict[str, Any]:
+    record = await anyio.to_thread.run_sync(revoke_key, engine, key_id)
+    if record is None:
+        raise ApiError(404, f"no API key {key_id!r}")
+    _store(request).invalidate()
+    return record.public()
+
+
+# --- agent registry ------------------------------------------------------------------------------
+
+
+class AgentBody(BaseModel):
+    name: str | None = Field(default=None, max_length=128)
+    upstream_url: str | None = Field(default=None, max_length=2048)
+    rpm: int | None = None
+    tpm: int | None = None
+    max_queue: int = 20
+    max_wait: str | float = "10s"
+    budget_usd: str | float | None = None
+    budget_period: str | None = None
+    labels: dict[str, Any] = Field(default_factory=dict)
+
+    def config(self, name: str) -> AgentConfig:
+        return AgentConfig(
+            name=name,
+            upstream_url=self.upstream_url,
+            rpm=self.rpm,
+            tpm=self.tpm,
+            max_queue=self.max_queue,
+            max_wait_ms=parse_wait_ms(self.max_wait),
+            budget_nanousd=parse_budget(self.budget_usd),
+            budget_period=self.budget_period,
+            labels=self.labels,
+        )
+
+
+AgentName = Annotated[str, Path(min_length=1, max_length=128)]
+
+
+@router.get("/agents/registry", summary="Registered agents (gateway upstream, limits, labels)")
+async def registry_list(engine: EngineDep) -> dict[str, Any]:
+    agents = await anyio.to_thread.run_sync(list_agents, engine)
+    return {"items": [a.to_json() for a in agents]}
+
+
+@router.post("/agents/registry", status_code=201, summary="Register an agent")
+async def registry_add(body: AgentBody, request: Request, engine: EngineDep) -> FastJSONResponse:
+    if not body.name:
+        raise ApiError(400, "name: required", "invalid_parameter")
+    try:
+        config = await anyio.to_thread.run_sync(add_agent, engine, body.config(body.name))
+    except RegistryError as exc:
+        status = 409 if "already registered" in str(exc) else 400
+        raise ApiError(
+            status, str(exc), "conflict" if status == 409 else "invalid_parameter"
+        ) from None
+    return FastJSONResponse(config.to_json(), status_code=201)
+
+
+@router.get("/agents/registry/{name}", summary="One registered agent")
+async def registry_get(name: AgentName, engine: EngineDep) -> dict[str, Any]:
+    config = await anyio.to_thread.run_sync(get_agent, engine, name)
+    if config is None:
+        raise ApiError(404, f"agent {name!r} is not registered")
+    return config.to_json()
+
+
+@router.put("/agents/registry/{name}", summary="Replace a registered agent's settings")
+async def registry_put(name: AgentName, body: AgentBody, engine: EngineDep) -> dict[str, Any]:
+    try:
+        config = await anyio.to_thread.run_sync(replace_agent, engine, body.config(name))
+    except RegistryError as exc:
+        raise ApiError(400, str(exc), "invalid_parameter") from None
+    if config is None:
+        raise ApiError(404, f"agent {name!r} is not registered")
+    return config.to_json()
+
+
+@router.delete("/agents/registry/{name}", status_code=204, summary="Unregister an agent")
+async def registry_delete(name: AgentName, engine: EngineDep) -> Response:
+    if not await anyio.to_thread.run_sync(remove_agent, engine, name):
+        raise ApiError(404, f"agent {name!r} is not registered")
+    return Response(status_code=204)

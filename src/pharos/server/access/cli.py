@@ -1,0 +1,246 @@
+"""``pharos keys ...`` and ``pharos agents ...``: straight on the database (``--database-url`` /
+``PHAROS_DATABASE_URL``), so the first key can be created before any server runs. Running
+servers see a new or revoked key within ``PHAROS_KEY_CACHE_SECONDS``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.engine import Engine
+
+out = Console()
+err = Console(stderr=True)
+
+keys_app = typer.Typer(
+    help="API keys: create (shown once), list, revoke (scopes ingest, read, admin).",
+    no_args_is_help=True,
+)
+agents_app = typer.Typer(
+    help="The agent registry: gateway upstream, rate limits, queue, budget, labels.",
+    no_args_is_help=True,
+)
+DatabaseOption = Annotated[
+    str | None, typer.Option(help="(env PHAROS_DATABASE_URL)", show_default=False)
+]
+
+
+@contextmanager
+def _engine(database_url: str | None) -> Iterator[Engine]:
+    from pydantic import ValidationError
+
+    from pharos.server.db.engine import make_engine
+    from pharos.server.db.migrate import upgrade
+    from pharos.server.settings import Settings
+
+    try:
+        settings = Settings(database_url=database_url) if database_url else Settings()
+    except ValidationError as exc:
+        err.print(f"[red]invalid configuration:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if settings.auto_migrate:
+        upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def _when(ns: int | None) -> str:
+    if ns is None:
+        return "never"
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option("--name", help="What the key is for, e.g. ci.")],
+    scopes: Annotated[
+        str, typer.Option("--scopes", help="Comma-separated: ingest, read, admin.")
+    ] = "ingest",
+    database_url: DatabaseOption = None,
+) -> None:
+    """Create a key and print it once (only its prefix and a hash are stored)."""
+    from pharos.server.access.keys import create_key, parse_scopes
+
+    try:
+        wanted = parse_scopes(scopes)
+    except ValueError as exc:
+        err.print(f"[red]--scopes:[/red] {exc}")
+        raise typer.Exit(2) from None
+    with _engine(database_url) as engine:
+        try:
+            key, record = create_key(engine, name, wanted)
+        except ValueError as exc:
+            err.print(f"[red]--name:[/red] {exc}")
+            raise typer.Exit(2) from None
+    err.print(
+        f"created key {record.id} [bold]{record.name}[/bold] ({', '.join(sorted(wanted))}); "
+        "it is shown only now:"
+    )
+    print(key)
+
+
+@keys_app.command("list")
+def keys_list(
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Keys: id, name, prefix, scopes, created, last used, revoked."""
+    from pharos.server.access.keys import list_keys
+
+    with _engine(database_url) as engine:
+        keys = list_keys(engine)
+    if json_out:
+        print(json.dumps([k.public() for k in keys], indent=2))
+        return
+    table = Table(title="API keys")
+    for col in ("id", "name", "prefix", "scopes", "created", "last used", "revoked"):
+        table.add_column(col)
+    for k in keys:
+        table.add_row(
+            str(k.id),
+            k.name,
+            k.prefix + "…",
+            ",".join(sorted(k.scopes)),
+            _when(k.created_ns),
+            _when(k.last_used_ns),
+            "" if k.revoked_ns is None else _when(k.revoked_ns),
+        )
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key: Annotated[str, typer.Argument(help="The key's id or prefix (phk_…).")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Revoke a key: every instance refuses it within PHAROS_KEY_CACHE_SECONDS."""
+    from pharos.server.access.keys import revoke_key
+
+    with _engine(database_url) as engine:
+        record = revoke_key(engine, key)
+    if record is None:
+        err.print(f"[red]no API key {key!r}[/red]")
+        raise typer.Exit(1)
+    err.print(f"revoked key {record.id} {record.name} ({record.prefix}…)")
+
+
+@agents_app.command("add")
+def agents_add(
+    name: Annotated[str, typer.Argument(help="Agent name (as in its telemetry).")],
+    upstream: Annotated[
+        str | None, typer.Option("--upstream", help="URL the gateway forwards to.")
+    ] = None,
+    rpm: Annotated[int | None, typer.Option("--rpm", help="Requests per minute.")] = None,
+    tpm: Annotated[int | None, typer.Option("--tpm", help="LLM tokens per minute.")] = None,
+    max_queue: Annotated[
+        int, typer.Option("--max-queue", help="Requests that may wait for capacity.")
+    ] = 20,
+    max_wait: Annotated[
+        str, typer.Option("--max-wait", help="Longest wait in the queue, e.g. 10s.")
+    ] = "10s",
+    budget: Annotated[
+        str | None, typer.Option("--budget", help="Hard budget in USD per period, e.g. 25.")
+    ] = None,
+    budget_period: Annotated[
+        str, typer.Option("--budget-period", help="daily or monthly (UTC).")
+    ] = "daily",
+    label: Annotated[
+        list[str] | None, typer.Option("--label", help="KEY=VALUE, repeatable (team, env).")
+    ] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Replace an existing entry.")] = False,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Register an agent (or replace its settings with --replace)."""
+    from pharos.server.access.registry import (
+        AgentConfig,
+        RegistryError,
+        add_agent,
+        parse_budget,
+        parse_wait_ms,
+        replace_agent,
+    )
+
+    labels: dict[str, str] = {}
+    for item in label or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            err.print(f"[red]--label:[/red] {item!r} is not KEY=VALUE")
+            raise typer.Exit(2)
+        labels[key.strip()] = value.strip()
+    try:
+        config = AgentConfig(
+            name=name,
+            upstream_url=upstream,
+            rpm=rpm,
+            tpm=tpm,
+            max_queue=max_queue,
+            max_wait_ms=parse_wait_ms(max_wait),
+            budget_nanousd=parse_budget(budget),
+            budget_period=budget_period,
+            labels=labels,
+        )
+        with _engine(database_url) as engine:
+            saved = replace_agent(engine, config) if replace else add_agent(engine, config)
+    except RegistryError as exc:
+        err.print(f"[red]invalid agent:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if saved is None:
+        err.print(f"[red]agent {name!r} is not registered[/red] (drop --replace)")
+        raise typer.Exit(1)
+    print(json.dumps(saved.to_json(), indent=2))
+
+
+@agents_app.command("list")
+def agents_list(
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Registered agents with their limits."""
+    from pharos.server.access.registry import list_agents
+
+    with _engine(database_url) as engine:
+        agents = list_agents(engine)
+    if json_out:
+        print(json.dumps([a.to_json() for a in agents], indent=2))
+        return
+    table = Table(title="Registered agents")
+    for col in ("name", "upstream", "rpm", "tpm", "queue", "wait", "budget", "labels"):
+        table.add_column(col)
+    for a in agents:
+        budget = a.to_json()["budget"]
+        table.add_row(
+            a.name,
+            a.upstream_url or "",
+            "" if a.rpm is None else str(a.rpm),
+            "" if a.tpm is None else str(a.tpm),
+            str(a.max_queue),
+            f"{a.max_wait_ms / 1000:g}s",
+            "" if budget is None else f"${budget['limit_usd']:g}/{budget['period']}",
+            ",".join(f"{k}={v}" for k, v in a.labels.items()),
+        )
+    out.print(table)
+
+
+@agents_app.command("remove")
+def agents_remove(
+    name: Annotated[str, typer.Argument(help="Agent name.")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Unregister an agent (its telemetry stays)."""
+    from pharos.server.access.registry import remove_agent
+
+    with _engine(database_url) as engine:
+        removed = remove_agent(engine, name)
+    if not removed:
+        err.print(f"[red]agent {name!r} is not registered[/red]")
+        raise typer.Exit(1)
+    err.print(f"removed {name}")
