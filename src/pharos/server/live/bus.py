@@ -1,0 +1,201 @@
+"""The live event bus: what was ingested (and later alerts) fanned out to dashboard clients.
+
+``MemoryBus`` delivers within one process. ``RedisBus`` publishes on a Redis channel and relays
+that channel to its local subscribers, so a dashboard connected to one instance sees what every
+instance ingests. Events are small JSON-able dicts with a ``type`` (``trace``, ``alert``);
+``summary`` and ``heartbeat`` are made per connection (see ``live/stream.py``).
+
+A slow subscriber never holds up ingest: each one has a bounded queue, and when it is full the
+oldest event is dropped (and counted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    from pharos.server.ingest.normalize import SpanRecord
+
+log = logging.getLogger("pharos.live")
+CHANNEL = "pharos:live"
+QUEUE_SIZE = 256
+MAX_TRACES_PER_EVENT = 50
+
+
+@dataclass(eq=False)  # hashed by identity: kept in a set
+class Subscription:
+    window: str
+    queue: asyncio.Queue[dict[str, Any]] = field(
+        default_factory=lambda: asyncio.Queue(maxsize=QUEUE_SIZE)
+    )
+    dropped: int = 0
+
+    def offer(self, event: dict[str, Any]) -> None:
+        while True:
+            try:
+                self.queue.put_nowait(event)
+                return
+            except asyncio.QueueFull:
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    self.queue.get_nowait()
+                    self.dropped += 1
+
+
+class MemoryBus:
+    """Fan-out to the subscribers of this process."""
+
+    kind = "memory"
+
+    def __init__(self) -> None:
+        self._subs: set[Subscription] = set()
+        self.published = 0
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subs)
+
+    def windows(self) -> set[str]:
+        return {s.window for s in self._subs}
+
+    def subscriptions(self) -> list[Subscription]:
+        return list(self._subs)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, window: str = "1h") -> AsyncIterator[Subscription]:
+        sub = Subscription(window)
+        self._subs.add(sub)
+        try:
+            yield sub
+        finally:
+            self._subs.discard(sub)
+
+    def deliver(self, event: dict[str, Any]) -> None:
+        """Hand ``event`` to every local subscriber (never blocks)."""
+        for sub in list(self._subs):
+            sub.offer(event)
+
+    def publish(self, event: dict[str, Any]) -> None:
+        """Publish an event to every subscriber (of every instance, with Redis)."""
+        self.published += 1
+        self.deliver(event)
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+
+class RedisBus(MemoryBus):
+    """Publishes on a Redis channel; one reader task relays the channel to local subscribers."""
+
+    kind = "redis"
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        import redis.asyncio as aioredis
+
+        self._redis: Any = aioredis.from_url(url)
+        self._reader: asyncio.Task[None] | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+        self.publish_failures = 0
+
+    async def start(self) -> None:
+        pubsub = self._redis.pubsub()
+        await pubsub.subscribe(CHANNEL)  # fails loudly at start if Redis is unreachable
+        self._reader = asyncio.create_task(self._relay(pubsub), name="pharos-live-relay")
+
+    async def _relay(self, pubsub: Any) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                async for message in pubsub.listen():
+                    backoff = 0.5
+                    if message.get("type") != "message":
+                        continue
+                    try:
+                        event = orjson.loads(message["data"])
+                    except orjson.JSONDecodeError:
+                        log.warning("ignoring a live event that is not JSON")
+                        continue
+                    if isinstance(event, dict):
+                        self.deliver(event)
+            except asyncio.CancelledError:
+                await pubsub.aclose()
+                raise
+            except Exception as exc:  # reconnect: the dashboard must not go quiet for good
+                log.warning("live relay from Redis failed (%s); retrying in %.1fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                with contextlib.suppress(Exception):
+                    await pubsub.subscribe(CHANNEL)
+
+    def publish(self, event: dict[str, Any]) -> None:
+        self.published += 1
+        task = asyncio.get_running_loop().create_task(self._publish(event))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _publish(self, event: dict[str, Any]) -> None:
+        try:
+            await self._redis.publish(CHANNEL, orjson.dumps(event))
+        except Exception as exc:
+            self.publish_failures += 1
+            log.warning("live publish to Redis failed (%s); delivering locally only", exc)
+            self.deliver(event)
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+        await self._redis.aclose()
+
+
+Bus = MemoryBus
+
+
+def make_bus(redis_url: str | None) -> MemoryBus:
+    return RedisBus(redis_url) if redis_url else MemoryBus()
+
+
+def ingested_event(records: Sequence[SpanRecord], stored: int) -> dict[str, Any]:
+    """A small ``trace`` event: which traces got spans, per agent, with span and error counts."""
+    traces: dict[str, dict[str, Any]] = {}
+    for r in records:
+        t = traces.get(r.trace_id)
+        if t is None:
+            if len(traces) >= MAX_TRACES_PER_EVENT:
+                continue
+            t = traces[r.trace_id] = {
+                "trace_id": r.trace_id,
+                "agent": r.agent,
+                "spans": 0,
+                "errors": 0,
+            }
+        t["spans"] += 1
+        if r.status == "error":
+            t["errors"] += 1
+        if r.parent_span_id is None:
+            t["agent"] = r.agent
+            t["name"] = r.name
+    return {
+        "type": "trace",
+        "spans": len(records),
+        "stored": stored,
+        "agents": sorted(_agents(records)),
+        "traces": list(traces.values()),
+    }
+
+
+def _agents(records: Iterable[SpanRecord]) -> set[str]:
+    return {r.agent for r in records}

@@ -1,0 +1,248 @@
+// Typed access to Pharos' JSON API (/api/v1). Every string in these types comes from
+// telemetry and is rendered as text only.
+
+export type Direction = "up" | "down" | "stable";
+export interface Trend {
+  change_pct: number | null;
+  direction: Direction;
+}
+export interface Latency {
+  p50: number | null;
+  p95: number | null;
+  p99: number | null;
+  avg: number | null;
+  max: number | null;
+}
+export interface Tokens {
+  input: number | null;
+  output: number | null;
+  cached: number | null;
+  total: number | null;
+}
+export interface Figures {
+  requests: number;
+  errors: number;
+  error_rate: number;
+  throughput: number;
+  latency_ms: Latency;
+  tokens: Tokens;
+  cost_usd: number;
+  llm_calls: number;
+  tool_calls: number;
+  no_data: boolean;
+}
+export interface Summary extends Figures {
+  window: string;
+  window_seconds: number;
+  start: string;
+  end: string;
+  agent: string | null;
+  model: string | null;
+  previous: Figures;
+  trend: Record<string, Trend>;
+}
+export interface Health {
+  score: number | null;
+  status: "healthy" | "degraded" | "critical" | "unknown";
+  reasons: string[];
+}
+export interface TraceSummary {
+  trace_id: string;
+  name: string;
+  agent: string;
+  root_span_id: string | null;
+  root_missing: boolean;
+  start_time: string;
+  end_time: string;
+  duration_ms: number;
+  status: string;
+  span_count: number;
+  error_count: number;
+  error_message: string | null;
+  llm_calls: number;
+  tool_calls: number;
+  tokens: Tokens;
+  cost_usd: number;
+}
+export interface AgentRow extends Figures {
+  agent: string;
+  trend: Record<string, Trend>;
+  health: Health;
+  last_seen: string | null;
+}
+export interface Overview {
+  window: string;
+  summary: Summary;
+  health: Health;
+  top_agents: AgentRow[];
+  recent_errors: TraceSummary[];
+  slow_traces: TraceSummary[];
+  alerts: { firing: number };
+  ingest: {
+    writer: string;
+    queue_depth: number;
+    queue_capacity: number;
+    spans_stored: number;
+    last_error: string | null;
+  };
+}
+export interface Series {
+  name: string;
+  labels: Record<string, string>;
+  values: (number | null)[];
+}
+export interface Timeseries {
+  metric: string;
+  unit: string;
+  window: string;
+  interval_seconds: number;
+  timestamps: string[];
+  series: Series[];
+}
+export interface SpanEvent {
+  name: string;
+  time: string;
+  attributes: Record<string, unknown>;
+}
+export interface Span {
+  span_id: string;
+  parent_span_id: string | null;
+  name: string;
+  kind: string;
+  span_kind: string;
+  agent: string;
+  model: string | null;
+  service: string | null;
+  start_time: string;
+  end_time: string;
+  offset_ms: number;
+  duration_ms: number;
+  status: string;
+  status_message: string | null;
+  tokens: Tokens;
+  cost_usd: number | null;
+  attributes: Record<string, unknown>;
+  events: SpanEvent[];
+  resource: Record<string, unknown>;
+  scope: string | null;
+  orphan: boolean;
+  depth: number;
+  children: string[];
+  self_ms: number;
+  on_critical_path: boolean;
+}
+export interface Bottleneck {
+  span_id: string;
+  name: string;
+  kind: string;
+  agent: string;
+  self_ms: number;
+  share: number;
+}
+export interface TraceDetail {
+  trace: TraceSummary;
+  roots: string[];
+  spans: Span[];
+  truncated: boolean;
+  bottlenecks: {
+    critical_path: string[];
+    top: Bottleneck[];
+    trace_duration_ms: number;
+  };
+}
+export interface Page<T> {
+  items: T[];
+  next_cursor: string | null;
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export type Params = Record<string, string | number | null | undefined>;
+
+export function apiUrl(path: string, params: Params = {}): string {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    if (v !== undefined && v !== null && v !== "") q.set(k, String(v));
+  }
+  const s = q.toString();
+  return `/api/v1${path}${s ? `?${s}` : ""}`;
+}
+
+export async function getJSON<T>(path: string, params: Params = {}, signal?: AbortSignal): Promise<T> {
+  const res = await fetch(apiUrl(path, params), { signal, headers: { accept: "application/json" } });
+  if (!res.ok) {
+    if (res.status === 401 && path !== "/auth/session") window.dispatchEvent(new Event("pharos:unauthorized"));
+    let code = "error";
+    let message = `${res.status} ${res.statusText}`;
+    try {
+      const body = (await res.json()) as { error?: { code?: string; message?: string } };
+      code = body.error?.code ?? code;
+      message = body.error?.message ?? message;
+    } catch {
+      // not JSON: keep the status line
+    }
+    throw new ApiError(res.status, code, message);
+  }
+  return (await res.json()) as T;
+}
+
+/** POST/PATCH/DELETE with a JSON body; errors carry the API's message. */
+export async function sendJSON<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const res = await fetch(apiUrl(path), {
+    method,
+    headers: body === undefined ? { accept: "application/json" } : { "content-type": "application/json", accept: "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!res.ok) {
+    let message = `${res.status} ${res.statusText}`;
+    let code = "error";
+    try {
+      const b = (await res.json()) as { error?: { code?: string; message?: string } };
+      message = b.error?.message ?? message;
+      code = b.error?.code ?? code;
+    } catch {
+      // keep the status line
+    }
+    throw new ApiError(res.status, code, message);
+  }
+  if (res.status === 204) return undefined as T;
+  return (await res.json()) as T;
+}
+
+export interface Alert {
+  id: number;
+  rule_id: number;
+  rule: string;
+  fingerprint: string;
+  labels: Record<string, string>;
+  severity: string;
+  state: string;
+  value: number | null;
+  message: string;
+  pending_since: string | null;
+  fired_at: string | null;
+  resolved_at: string | null;
+  acknowledged: boolean;
+  acked_by: string | null;
+  ack_comment: string | null;
+  silenced: boolean;
+  updated_at: string;
+}
+
+export interface Silence {
+  id: number;
+  matchers: { name: string; op: string; value: string }[];
+  starts_at: string;
+  ends_at: string;
+  created_by: string | null;
+  comment: string | null;
+  active?: boolean;
+}
