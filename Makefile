@@ -5,8 +5,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SERVE_ARGS ?= --demo
 PYTEST_ARGS ?=
+# The dashboard (web/) is built into the package; rebuilt only when its sources change.
+NPM ?= npm
+WEB_DEPS := web/node_modules/.installed-stamp
+WEB_DIST := src/pharos/server/web/dist/index.html
+WEB_SRC := $(shell find web/src web/public -type f 2>/dev/null) web/index.html web/vite.config.ts \
+	web/tsconfig.json web/package.json
 
-.PHONY: install serve test bench lint fmt clean
+.PHONY: install serve test bench lint fmt clean web
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,21 +22,37 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+$(WEB_DEPS): web/package.json web/package-lock.json
+	cd web && $(NPM) ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(WEB_DIST): $(WEB_DEPS) $(WEB_SRC)
+	cd web && $(NPM) run --silent build -- --logLevel warn
+	touch $@
+
+## Build the dashboard (web/ -> src/pharos/server/web/dist)
+web: $(WEB_DIST)
+
 ## Run Pharos on http://127.0.0.1:4318 with a SQLite file (and demo traffic; SERVE_ARGS= for none)
-serve: $(STAMP)
+serve: $(STAMP) $(WEB_DIST)
 	$(BIN)/pharos db upgrade
 	$(BIN)/pharos serve $(SERVE_ARGS)
 
 ## Run the whole test suite (PostgreSQL/Redis tests run when PHAROS_TEST_*_URL are set)
-test: $(STAMP)
+test: $(STAMP) $(WEB_DIST)
+	cd web && $(NPM) run --silent test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## Run the benchmarks (not part of the test suite)
-bench: $(STAMP)
+bench: $(STAMP) $(WEB_DIST)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/query.py
+	$(BIN)/python bench/gateway.py
+	$(BIN)/python bench/alerts.py
+	$(BIN)/python bench/waterfall.py
 
-lint: $(STAMP)
+lint: $(STAMP) $(WEB_DEPS)
+	cd web && $(NPM) run --silent typecheck && $(NPM) run --silent lint
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy

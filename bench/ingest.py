@@ -428,7 +428,7 @@ def run_pharos(
     spy_args: list[str],
 ) -> PharosRun:
     port = free_port()
-    env = {**os.environ, "PHAROS_LOG_LEVEL": "warning"}
+    env = {**os.environ, "PHAROS_LOG_LEVEL": "warning", "PHAROS_GRPC_PORT": "0"}
     if workers is not None:
         env["PHAROS_INGEST_WORKERS"] = str(workers)
     pharos = BIN / "pharos"

@@ -274,7 +274,7 @@ def main() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "PHAROS_LOG_LEVEL": "warning"}
+    env = {**os.environ, "PHAROS_LOG_LEVEL": "warning", "PHAROS_GRPC_PORT": "0"}
     server = subprocess.Popen(
         [sys.executable, "-m", "pharos.cli", "serve", "--port", str(port), "--database-url", url],
         env=env,

@@ -82,6 +82,11 @@ class RunningServer:
     app: Any
     server: uvicorn.Server
 
+    @property
+    def grpc_target(self) -> str:
+        """``host:port`` of the server's OTLP/gRPC endpoint."""
+        return f"127.0.0.1:{self.app.state.grpc_port}"
+
     def client(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30, **kwargs)
 
@@ -96,7 +101,7 @@ class RunningServer:
 
 @contextmanager
 def run_server(database_url: str, **overrides: Any) -> Iterator[RunningServer]:
-    settings = Settings(database_url=database_url, port=0, **overrides)
+    settings = Settings(database_url=database_url, **{"port": 0, "grpc_port": 0, **overrides})
     app = create_app(settings)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

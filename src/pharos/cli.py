@@ -12,6 +12,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from pharos.server.access.cli import agents_app, keys_app
+from pharos.server.alerting.cli import alerts_app
+
 if TYPE_CHECKING:
     from pharos.server.settings import Settings
 
@@ -30,6 +33,14 @@ export_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(export_app, name="export")
+prices_app = typer.Typer(
+    help="Model prices: set or override a price, list the table, re-price stored calls.",
+    no_args_is_help=True,
+)
+app.add_typer(prices_app, name="prices")
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(keys_app, name="keys")
+app.add_typer(agents_app, name="agents")
 console = Console(stderr=True)
 
 
@@ -49,6 +60,9 @@ def _settings(**overrides: Any) -> Settings:
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (env PHAROS_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="HTTP port (env PHAROS_PORT).")] = None,
+    grpc_port: Annotated[
+        int | None, typer.Option(help="OTLP/gRPC port (env PHAROS_GRPC_PORT).")
+    ] = None,
     database_url: Annotated[
         str | None, typer.Option(help="Database URL (env PHAROS_DATABASE_URL).")
     ] = None,
@@ -68,6 +82,7 @@ def serve(
     settings = _settings(
         host=host,
         port=port,
+        grpc_port=grpc_port,
         database_url=database_url,
         demo=demo or None,
         insecure=insecure or None,
@@ -78,21 +93,29 @@ def serve(
     except ValueError as exc:
         console.print(f"[red]invalid configuration:[/red] {exc}")
         raise typer.Exit(2) from None
-    if not settings.binds_loopback and not settings.insecure:
+    keys = _active_keys(settings)
+    if not settings.binds_loopback and not settings.insecure and keys == 0:
         console.print(
             f"[red]refusing to listen on {settings.host}:[/red] no API keys exist, so anyone "
-            "who can reach it could read and write your telemetry. Bind to 127.0.0.1, or pass "
-            "--insecure (PHAROS_INSECURE=1) if a proxy in front of Pharos authenticates."
+            "who can reach it could read and write your telemetry. Create one (pharos keys "
+            "create --name NAME --scopes admin), bind to 127.0.0.1, or pass --insecure "
+            "(PHAROS_INSECURE=1) if a proxy in front of Pharos authenticates."
         )
         raise typer.Exit(2)
     where = f"http://{settings.host}:{settings.port}"
     console.print(f"[bold]Pharos[/bold] {where}  database: {_redact(settings.database_url)}")
-    console.print(
-        "  open: no API keys yet, listening on loopback only"
-        if settings.binds_loopback
-        else "  [yellow]open and public (--insecure)[/yellow]"
-    )
+    if keys:
+        console.print(f"  protected: {keys} API key(s); every request needs one (docs/access.md)")
+    else:
+        console.print(
+            "  open: no API keys yet, listening on loopback only"
+            if settings.binds_loopback
+            else "  [yellow]open and public (--insecure)[/yellow]"
+        )
     console.print(f"  send OTLP: OTEL_EXPORTER_OTLP_ENDPOINT={where}   API docs: {where}/docs")
+    if settings.grpc_enabled:
+        grpc_where = f"http://{settings.grpc_bind_host}:{settings.grpc_port}"
+        console.print(f"  OTLP/gRPC: {grpc_where} (with OTEL_EXPORTER_OTLP_PROTOCOL=grpc)")
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -241,6 +264,179 @@ def export_prometheus_rules(
     from pharos.server.exports import prometheus_rules_yaml
 
     _write(prometheus_rules_yaml(), out)
+
+
+DatabaseOption = Annotated[str | None, typer.Option(help="(env PHAROS_DATABASE_URL)")]
+
+
+@prices_app.command("set")
+def prices_set(
+    model: Annotated[str, typer.Argument(help="Model name, e.g. gpt-4o or my-azure-deployment.")],
+    input: Annotated[str, typer.Option("--input", help="USD per million input tokens.")],
+    output: Annotated[str, typer.Option("--output", help="USD per million output tokens.")],
+    cached: Annotated[
+        str | None, typer.Option("--cached", help="USD per million cached input tokens.")
+    ] = None,
+    from_: Annotated[
+        str | None,
+        typer.Option("--from", help="ISO 8601 date/time it applies from (default now; 'always')."),
+    ] = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Add or override a model's price from a date (history keeps its old price unless you
+    run `pharos prices recompute`)."""
+    from pharos.server.cost import store
+    from pharos.server.cost.prices import usd_to_micro
+    from pharos.server.db.engine import make_engine, writing
+    from pharos.server.timeparse import iso_from_ns, parse_instant_ns
+
+    now = time.time_ns()
+    try:
+        values = (
+            usd_to_micro(input, "--input"),
+            usd_to_micro(output, "--output"),
+            None if cached is None else usd_to_micro(cached, "--cached"),
+        )
+        if from_ is None:
+            effective = now
+        elif from_.strip().lower() == "always":
+            effective = 0
+        else:
+            effective = max(parse_instant_ns(from_, now), 0)
+    except ValueError as exc:
+        console.print(f"[red]invalid price:[/red] {exc}")
+        raise typer.Exit(2) from None
+    settings = _settings(database_url=database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        with writing(engine).begin() as conn:
+            price_id, created = store.upsert_price(
+                conn,
+                model=model,
+                input_micro=values[0],
+                output_micro=values[1],
+                cached_micro=values[2],
+                effective_from_ns=effective,
+            )
+    finally:
+        engine.dispose()
+    since = "always" if effective == 0 else iso_from_ns(effective)
+    console.print(
+        f"{'added' if created else 'replaced'} price #{price_id} for {model.strip().lower()}: "
+        f"input {input}, output {output}"
+        + (f", cached {cached}" if cached is not None else "")
+        + f" USD per million tokens, from {since}"
+    )
+
+
+@prices_app.command("list")
+def prices_list(
+    model: Annotated[
+        str | None, typer.Option(help="Show how this model name is matched and priced.")
+    ] = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """The price table: bundled prices (dated) and your overrides."""
+    from rich.table import Table
+
+    from pharos.server.cost.book import PriceBook
+    from pharos.server.cost.prices import micro_to_usd
+    from pharos.server.db.engine import make_engine
+    from pharos.server.timeparse import iso_from_ns
+
+    settings = _settings(database_url=database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        book = PriceBook(engine, aliases=settings.model_aliases)
+        table = book.table()
+        keys = sorted(table.history)
+        if model is not None:
+            key = book.resolve(model)
+            print(f"{model} -> {key or '(no price: add one with pharos prices set)'}")
+            keys = [key] if key else []
+    finally:
+        engine.dispose()
+    out = Table(title=f"USD per million tokens (bundled table as of {table.as_of})")
+    for col in ("model", "input", "output", "cached", "from", "source"):
+        out.add_column(col)
+    for key in keys:
+        for p in table.history[key]:
+            out.add_row(
+                key,
+                micro_to_usd(p.input),
+                micro_to_usd(p.output),
+                "" if p.cached is None else micro_to_usd(p.cached),
+                iso_from_ns(p.effective_from_ns) if p.effective_from_ns else "always",
+                p.source,
+            )
+    Console().print(out)
+
+
+@prices_app.command("recompute")
+def prices_recompute(
+    since: Annotated[
+        str, typer.Option(help="Re-price model calls that started since (7d, or ISO 8601).")
+    ],
+    until: Annotated[str | None, typer.Option(help="... and before (default: now).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=100_000, help="Spans per batch.")] = 2000,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Rewrite stored span costs with the current prices (each at the price in effect at its
+    start) and apply the differences to traces and rollups, batch by batch."""
+    from pharos.server.cost.book import PriceBook
+    from pharos.server.cost.recompute import count_calls, recompute
+    from pharos.server.db.engine import make_engine
+    from pharos.server.timeparse import parse_instant_ns
+
+    now = time.time_ns()
+    try:
+        since_ns = parse_instant_ns(since, now)
+        until_ns = now if until is None else parse_instant_ns(until, now)
+    except ValueError as exc:
+        console.print(f"[red]invalid time:[/red] {exc}")
+        raise typer.Exit(2) from None
+    settings = _settings(database_url=database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        book = PriceBook(engine, aliases=settings.model_aliases)
+        total = count_calls(engine, since_ns, until_ns)
+        with Progress(
+            TextColumn("[bold]re-pricing model calls"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("spans", total=total)
+            result = recompute(
+                engine,
+                book,
+                since_ns=since_ns,
+                until_ns=until_ns,
+                batch_size=batch_size,
+                on_batch=lambda n: progress.advance(task, n),
+            )
+    finally:
+        engine.dispose()
+    console.print(
+        f"re-priced {result.scanned} model calls: {result.changed} changed, "
+        f"total cost {'+' if result.delta_nanousd >= 0 else '-'}"
+        f"{abs(result.delta_nanousd) / 1e9:.9f} USD"
+    )
+
+
+def _active_keys(settings: Settings) -> int:
+    """Unrevoked API keys in the database (0 when it is not created/migrated yet)."""
+    from pharos.server.access.keys import count_active_keys
+    from pharos.server.db.engine import make_engine
+
+    engine = make_engine(settings.database_url)
+    try:
+        return count_active_keys(engine)
+    except Exception:
+        return 0
+    finally:
+        engine.dispose()
 
 
 def _redact(url: str) -> str:

@@ -177,7 +177,7 @@ def test_agents_health_overview(loaded) -> None:
         (t["duration_ms"] for t in slow), reverse=True
     )
     assert overview["ingest"]["writer"] == "running"
-    assert overview["alerts"] == {"firing": 0}
+    assert overview["alerts"] == {"firing": 0, "items": []}
     assert overview["health"]["status"] == "critical"
 
 

@@ -28,7 +28,12 @@ pytestmark = pytest.mark.slow
 @contextmanager
 def server_process(db_url: str, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     port = free_port()
-    env = {**os.environ, "PHAROS_LOG_LEVEL": "warning", "PHAROS_WRITER_QUEUE_SIZE": "8"}
+    env = {
+        **os.environ,
+        "PHAROS_LOG_LEVEL": "warning",
+        "PHAROS_WRITER_QUEUE_SIZE": "8",
+        "PHAROS_GRPC_PORT": "0",
+    }
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [

@@ -8,6 +8,7 @@ import threading
 import httpx
 import orjson
 import pytest
+from fastapi.testclient import TestClient
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -19,7 +20,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 from sqlalchemy import create_engine, func, select
 
+from pharos.server.app import create_app
 from pharos.server.db.schema import spans as spans_table
+from pharos.server.settings import Settings
 from tests.conftest import FIXTURES, RunningServer, ServerFactory
 from tests.otlp_helpers import JSON, PROTOBUF, fixture_bodies, request, span, to_otlp_json
 
@@ -343,13 +346,10 @@ def test_head_healthz_for_load_balancers(server: RunningServer) -> None:
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_unmigrated_database_is_an_error_not_an_endless_retry(
-    make_server: ServerFactory, db_url: str
-) -> None:
-    srv = make_server(auto_migrate=False)
-    resp = srv.post(
-        "/v1/traces", content=request([span(0x1, 1)]).SerializeToString(), headers=PROTOBUF
-    )
-    assert resp.status_code == 500  # not 503: retrying cannot create the tables
-    ready = srv.get("/readyz").json()
-    assert "no such table" in ready["checks"]["writer_last_error"]
+def test_unmigrated_database_refuses_to_start_with_the_fix(db_url: str) -> None:
+    app = create_app(Settings(database_url=db_url, auto_migrate=False, port=0, grpc_port=0))
+    with (
+        pytest.raises(RuntimeError, match=r"migration none \(empty\).*pharos db upgrade"),
+        TestClient(app),
+    ):
+        pass

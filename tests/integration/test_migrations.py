@@ -11,13 +11,20 @@ from pharos.server.db.migrate import current_revision, downgrade, head_revision,
 from pharos.server.db.schema import metadata
 
 
+def _not_fts(name: str | None, type_: str, parent_names: object) -> bool:
+    """The SQLite full-text index over log bodies (an FTS5 virtual table and its shadow
+    tables) lives in the migration only: SQLAlchemy has no model for virtual tables."""
+    return not (type_ == "table" and name is not None and name.startswith("logs_fts"))
+
+
 def test_upgrade_downgrade_and_schema_matches_models(db_url: str) -> None:
     upgrade(db_url)
     engine = make_engine(db_url)
     try:
         assert current_revision(engine) == head_revision()
         with engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), metadata)
+            context = MigrationContext.configure(conn, opts={"include_name": _not_fts})
+            diff = compare_metadata(context, metadata)
         assert diff == [], f"models and migrations disagree: {diff}"
         assert {"spans", "traces"} <= set(inspect(engine).get_table_names())
 

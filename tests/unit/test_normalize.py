@@ -465,7 +465,7 @@ def test_record_as_row_has_every_column_but_the_rank() -> None:
     record = one(make_span(1, attributes={"k": "v"}))
     row = record.as_row()
     names = {f.name for f in dataclasses.fields(SpanRecord)}
-    assert set(row) == names - {"agent_rank"}
+    assert set(row) == names - {"agent_rank", "prompt_hash"}  # not columns
     assert all(row[k] == getattr(record, k) for k in row)
     assert orjson.loads(row["attributes"]) == {"k": "v"}
     assert orjson.loads(row["resource"]) == {"service.name": SERVICE}

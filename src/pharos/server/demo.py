@@ -76,6 +76,14 @@ AGENTS = (
     ),
 )
 
+#: triage-router classifies a handful of recurring questions: identical prompts, so the savings
+#: suggestions have repeats to find (docs/costs.md).
+TRIAGE_PROMPTS = (
+    "Classify this ticket: 'I was charged twice for my order'",
+    "Classify this ticket: 'How do I reset my password?'",
+    "Classify this ticket: 'Where is my package?'",
+)
+
 TOOL_ERRORS = (
     ("TimeoutError", "Tool {tool} timed out after 30 s"),
     ("ConnectionError", "HTTPSConnectionPool(host='api.internal', port=443): Max retries exceeded"),
@@ -199,6 +207,12 @@ class _TraceBuilder:
                 _kv("gen_ai.request.model", model.split("-20")[0]),
                 _kv("gen_ai.request.temperature", 0.2),
             ]
+            if agent.name == "triage-router":
+                prompt = TRIAGE_PROMPTS[input_tokens % len(TRIAGE_PROMPTS)]
+                attrs += [
+                    _kv("gen_ai.prompt.0.role", "user"),
+                    _kv("gen_ai.prompt.0.content", prompt),
+                ]
             if not failed:
                 attrs += [
                     _kv("gen_ai.response.model", model),
@@ -413,10 +427,12 @@ async def load_demo(
     live_interval: float = 2.0,
 ) -> None:
     """Backfill a day of traffic through the normal ingest path, then keep a trickle going."""
+    from pharos.server.demo_metrics import demo_metrics_loop
     from pharos.server.ingest.normalize import Limits, normalize_traces
 
     limits = Limits(settings.max_attributes, settings.max_attribute_length)
     stored = 0
+    metrics = asyncio.create_task(demo_metrics_loop(writer, limits))  # CPU, memory, tool calls
     try:
         for request in demo_requests(backfill, seed=7):
             batch = normalize_traces(request, limits)
@@ -434,3 +450,5 @@ async def load_demo(
         raise
     except Exception:  # the demo must never take the server down
         log.exception("demo traffic stopped")
+    finally:
+        metrics.cancel()

@@ -210,6 +210,16 @@ class Metrics:
             registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+        self.grpc_duration = Histogram(
+            "pharos_grpc_request_duration_seconds",
+            "Latency of OTLP/gRPC exports, by method and gRPC status code.",
+            ["method", "code"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+
+    def observe_grpc(self, method: str, code: str, seconds: float) -> None:
+        self.grpc_duration.labels(method, code).observe(seconds)
 
     def attach(self, collector: Collector) -> None:
         self.registry.register(collector)

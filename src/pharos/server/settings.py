@@ -34,9 +34,61 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address the HTTP server binds to.")
     port: int = Field(default=4318, ge=0, le=65535, description="HTTP port (OTLP/HTTP default).")
+    grpc_enabled: bool = Field(
+        default=True, description="Serve OTLP/gRPC (traces, logs, metrics) beside OTLP/HTTP."
+    )
+    grpc_host: str | None = Field(
+        default=None, description="Address the OTLP/gRPC server binds to; unset = `host`."
+    )
+    grpc_port: int = Field(
+        default=4317,
+        ge=0,
+        le=65535,
+        description="OTLP/gRPC port (4317 is the OTLP/gRPC default; 0 picks a free port).",
+    )
     insecure: bool = Field(
         default=False,
         description="Allow binding to a non-loopback address without API keys.",
+    )
+    key_cache_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How long an instance trusts a looked-up API key; a revocation takes effect "
+        "on every instance within this time.",
+    )
+    max_json_body_bytes: int = Field(
+        default=1024 * 1024,
+        gt=0,
+        description="Largest body of a POST/PUT/PATCH/DELETE to /api (bytes); OTLP has its own.",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='Origins allowed by CORS, JSON `["https://app.example.com"]`; empty = off.',
+    )
+    key_rpm: int | None = Field(
+        default=None,
+        ge=1,
+        description="Gateway requests per minute per API key (unset = no per-key limit).",
+    )
+    llm_upstream_url: str | None = Field(
+        default=None,
+        description="OpenAI-compatible base URL the LLM proxy forwards to, e.g. "
+        "`https://api.openai.com/v1` or `http://127.0.0.1:11434/v1` (Ollama).",
+    )
+    llm_upstream_api_key: str | None = Field(
+        default=None,
+        description="Key the LLM proxy sends upstream (`Authorization: Bearer`); unset = the "
+        "client's own Authorization header is passed through.",
+    )
+    gateway_timeout_seconds: float = Field(
+        default=300.0, gt=0, description="Longest wait for an upstream through the gateway."
+    )
+    budget_cache_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="How long the gateway reuses an evaluation of the budgets (per instance).",
     )
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = Field(
         default="FULL",
@@ -111,6 +163,86 @@ class Settings(BaseSettings):
         ge=1,
         description="Agents (and models per agent) named on /metrics; the rest count as other.",
     )
+    prices_refresh_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How often the ingest price book re-reads price overrides (other instances).",
+    )
+    model_aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Model names to price as another model, e.g. Azure deployment names: JSON "
+            '`{"prod-gpt4o": "gpt-4o"}` (env) or a `[model_aliases]` table (pharos.toml).'
+        ),
+    )
+    budget_check_seconds: float = Field(
+        default=60.0, gt=0, description="How often budgets are evaluated for threshold crossings."
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for live fan-out across instances, e.g. `redis://127.0.0.1:6379/0`.",
+    )
+    live_heartbeat_seconds: float = Field(
+        default=10.0, gt=0, description="Heartbeat interval of the live WebSocket and SSE streams."
+    )
+    live_summary_seconds: float = Field(
+        default=1.0, gt=0, description="How often live subscribers get fresh summary numbers."
+    )
+    alert_eval_interval_seconds: float = Field(
+        default=30.0, gt=0, description="How often alert rules are evaluated (one instance does)."
+    )
+    alert_default_rules: bool = Field(
+        default=True, description="Create the default alert rules on first start (once)."
+    )
+    alert_dashboard_url: str | None = Field(
+        default=None,
+        description="Base URL of the dashboard for links in notifications; unset = http://host:port.",
+    )
+    alert_send_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Timeout of one notification delivery (HTTP or SMTP)."
+    )
+    alert_retry_base_seconds: float = Field(
+        default=2.0, gt=0, description="First retry delay of a failed notification (doubles)."
+    )
+    alert_retry_max_seconds: float = Field(
+        default=600.0, gt=0, description="Longest delay between two delivery attempts."
+    )
+    alert_max_attempts: int = Field(
+        default=25, ge=1, description="Delivery attempts before a notification is marked failed."
+    )
+    alert_outbox_poll_seconds: float = Field(
+        default=1.0, gt=0, description="How often the outbox worker looks for due notifications."
+    )
+    alert_slack_webhook_url: str | None = Field(
+        default=None, description="Slack incoming webhook: channel `env-slack`, every severity."
+    )
+    alert_pagerduty_routing_key: str | None = Field(
+        default=None, description="PagerDuty Events API v2 routing key: `env-pagerduty`, critical."
+    )
+    alert_pagerduty_url: str = Field(
+        default="https://events.pagerduty.com/v2/enqueue",
+        description="PagerDuty Events API v2 endpoint.",
+    )
+    alert_webhook_url: str | None = Field(
+        default=None, description="Generic webhook URL: channel `env-webhook`, every severity."
+    )
+    alert_webhook_secret: str | None = Field(
+        default=None, description="HMAC-SHA256 key signing `env-webhook` requests."
+    )
+    alert_smtp_host: str | None = Field(
+        default=None, description="SMTP server for e-mail alerts: `env-email`, error + critical."
+    )
+    alert_smtp_port: int = Field(default=25, ge=1, le=65535, description="SMTP port.")
+    alert_smtp_username: str | None = Field(default=None, description="SMTP login (optional).")
+    alert_smtp_password: str | None = Field(default=None, description="SMTP password.")
+    alert_smtp_starttls: bool = Field(default=False, description="Use STARTTLS on the SMTP port.")
+    alert_smtp_from: str = Field(
+        default="pharos@localhost", description="Sender address of alert e-mails."
+    )
+    alert_smtp_to: list[str] = Field(
+        default_factory=list,
+        description='Recipients of alert e-mails: JSON `["oncall@example.com"]` (env) or a list.',
+    )
     demo: bool = Field(default=False, description="Load demo traffic on start (`serve --demo`).")
     log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
         default="info", description="Log level: debug, info, warning, error, critical."
@@ -147,12 +279,12 @@ class Settings(BaseSettings):
 
     @property
     def binds_loopback(self) -> bool:
-        if self.host in {"localhost", ""}:
-            return self.host == "localhost"
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
+        hosts = [self.host, self.grpc_bind_host] if self.grpc_enabled else [self.host]
+        return all(_is_loopback(h) for h in hosts)
+
+    @property
+    def grpc_bind_host(self) -> str:
+        return self.grpc_host if self.grpc_host is not None else self.host
 
     @classmethod
     def settings_customise_sources(
@@ -165,3 +297,12 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Explicit arguments beat the environment, which beats pharos.toml, which beats defaults.
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def _is_loopback(host: str) -> bool:
+    if host in {"localhost", ""}:
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

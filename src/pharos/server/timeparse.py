@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
 _MICROSECOND = timedelta(microseconds=1)
 #: Times and durations are signed 64-bit nanoseconds (the database's BIGINT): 1677..2262.
 _MAX_NS = 2**63 - 1
@@ -47,5 +48,6 @@ def parse_instant_ns(value: str, now_ns: int) -> int:
 def iso_from_ns(ns: int) -> str:
     """Nanoseconds since the epoch -> ISO 8601 UTC with microseconds and a Z."""
     seconds, rem = divmod(ns, 1_000_000_000)
-    moment = datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=rem // 1000)
-    return moment.isoformat().replace("+00:00", "Z")
+    # Naive epoch + timedelta: the same text as an aware UTC datetime, twice as fast (trace
+    # details format two of these per span).
+    return (_NAIVE_EPOCH + timedelta(seconds=seconds, microseconds=rem // 1000)).isoformat() + "Z"

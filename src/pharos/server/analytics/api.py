@@ -81,6 +81,12 @@ def _firing(request: Request, agent: str | None = None) -> int:
     return int(counter(agent)) if callable(counter) else 0
 
 
+def _firing_items(request: Request) -> list[Any]:
+    """The most severe firing alerts (at most 20), newest first, from the alerting room."""
+    counter = getattr(request.app.state, "firing_alerts", None)
+    return list(getattr(counter, "items", []))
+
+
 def summary_for(
     engine: Engine, end_s: int, window_s: int, agent: str | None, model: str | None
 ) -> dict[str, Any]:
@@ -152,9 +158,9 @@ async def metrics_timeseries(
     end_s = -(-_window_end(time.time()) // interval_s) * interval_s
     start_s = end_s - -(-window_s // interval_s) * interval_s
 
-    def run() -> list[RollupRow]:
+    def run() -> list[dict[str, Any]]:  # off the event loop: the bucketing is CPU work too
         with engine.connect() as conn:
-            return store.fetch_rollups(
+            rows = store.fetch_rollups(
                 conn,
                 start_s,
                 end_s,
@@ -163,17 +169,17 @@ async def metrics_timeseries(
                 resolution=resolution,
                 kinds=kinds_for(metric, model_scope=model_scope),
             )
+        return series(
+            rows,
+            metric,
+            start_s=start_s,
+            end_s=end_s,
+            interval_s=interval_s,
+            group_by=group_by,
+            model_scope=model_scope,
+        )
 
-    rows = await anyio.to_thread.run_sync(run)
-    data = series(
-        rows,
-        metric,
-        start_s=start_s,
-        end_s=end_s,
-        interval_s=interval_s,
-        group_by=group_by,
-        model_scope=model_scope,
-    )
+    data = await anyio.to_thread.run_sync(run)
     return FastJSONResponse(
         {
             "metric": metric,
@@ -315,7 +321,7 @@ async def overview(request: Request, engine: EngineDep, window: Window = "1h") -
             "window": window,
             **data,
             "health": _global_health(data["summary"], firing, t, window),
-            "alerts": {"firing": firing},
+            "alerts": {"firing": firing, "items": _firing_items(request)},
             "ingest": {
                 "writer": "running" if writer.running else "stopped",
                 "queue_depth": writer.queue_depth,

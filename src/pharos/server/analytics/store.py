@@ -42,7 +42,18 @@ def fetch_rollups(
     if not selects:
         return []
     stmt = selects[0] if len(selects) == 1 else union_all(*selects)
-    return [RollupRow(*row) for row in conn.execute(stmt)]
+    # Straight through the DBAPI cursor: thousands of narrow rows per dashboard call, and
+    # SQLAlchemy's Row processing would cost more than the query itself.
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    params: Any = compiled.params
+    if compiled.positiontup is not None:
+        params = tuple(params[name] for name in compiled.positiontup)
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(str(compiled), params)
+        return list(map(RollupRow._make, cursor.fetchall()))
+    finally:
+        cursor.close()
 
 
 def recent_error_traces(conn: Connection, limit: int) -> list[Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from pharos.server.analytics import histogram as hist
 from pharos.server.analytics.rollups import REQUEST
@@ -19,13 +19,12 @@ MODEL_CALL_KINDS = frozenset({"llm", "embedding"})
 TREND_BAND_PCT = 5.0
 
 
-@dataclass(frozen=True, slots=True)
-class RollupRow:
+class RollupRow(NamedTuple):  # a tuple: built by the thousand per dashboard call
     bucket_start: int
     agent: str
     model: str
     kind: str
-    count: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count, on purpose
     errors: int
     duration_sum_ms: float
     duration_max_ms: float
@@ -57,6 +56,7 @@ def aggregate(
     """Add rollup rows up. ``model_scope``: requests are the model calls (a model filter).
     ``histograms=False`` skips parsing the latency histograms (percentiles stay empty)."""
     agg = Aggregate()
+    texts: list[str] = []
     for row in rows:
         is_request = row.kind in MODEL_CALL_KINDS if model_scope else row.kind == REQUEST
         if is_request:
@@ -65,7 +65,7 @@ def aggregate(
             agg.duration_sum_ms += row.duration_sum_ms
             agg.duration_max_ms = max(agg.duration_max_ms, row.duration_max_ms)
             if histograms:
-                hist.merge(agg.histogram, hist.loads(row.histogram))
+                texts.append(row.histogram)
         if row.kind == "llm":
             agg.llm_calls += row.count
         elif row.kind == "tool":
@@ -75,6 +75,8 @@ def aggregate(
             agg.output_tokens += row.output_tokens
             agg.cached_tokens += row.cached_tokens
             agg.cost_nanousd += row.cost_nanousd
+    if texts:
+        agg.histogram = hist.loads_many(texts)
     return agg
 
 

@@ -18,6 +18,21 @@ def normalise_url(url: str) -> str:
     return url
 
 
+#: Execution option naming the SQLite ``BEGIN`` mode of a connection's transactions.
+SQLITE_BEGIN = "pharos_sqlite_begin"
+_BEGIN_MODES = frozenset({"DEFERRED", "IMMEDIATE", "EXCLUSIVE"})
+
+
+def writing(engine: Engine) -> Engine:
+    """``engine`` for a transaction that writes: on SQLite it takes the write lock at BEGIN.
+
+    In WAL mode a deferred transaction that reads and then writes while another connection
+    (the ingest writer) holds the lock fails at once with "database is locked", whatever the
+    busy timeout; an IMMEDIATE one waits for the lock instead. Reads keep using ``engine``.
+    PostgreSQL ignores the option."""
+    return engine.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
+
+
 def make_engine(
     url: str,
     *,
@@ -57,13 +72,14 @@ def make_engine(
             cur.execute("PRAGMA cache_size=-65536")
             cur.close()
 
-        begin = f"BEGIN {sqlite_begin.upper()}"
-        if sqlite_begin.upper() not in {"DEFERRED", "IMMEDIATE", "EXCLUSIVE"}:
+        default_begin = sqlite_begin.upper()
+        if default_begin not in _BEGIN_MODES:
             raise ValueError(f"unknown sqlite begin mode {sqlite_begin!r}")
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql(begin)
+            mode = conn.get_execution_options().get(SQLITE_BEGIN, default_begin)
+            conn.exec_driver_sql(f"BEGIN {mode if mode in _BEGIN_MODES else default_begin}")
 
         return engine
     return create_engine(

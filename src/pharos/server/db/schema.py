@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     Index,
@@ -124,3 +125,347 @@ rollups_1m = _rollup_table("rollups_1m")
 rollups_1h = _rollup_table("rollups_1h")
 rollups_1d = _rollup_table("rollups_1d")
 ROLLUP_TABLES = {"1m": rollups_1m, "1h": rollups_1h, "1d": rollups_1d}
+
+
+# --- alerting (issue 5): rules, alerts with history, silences, channels, outbox -----------------
+
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False),
+    Column("expression", Text, nullable=False),  # the rule language (alerting/language.py)
+    Column("for_s", Integer, nullable=False, default=0),
+    Column("keep_firing_for_s", Integer, nullable=False, default=0),
+    Column("repeat_interval_s", Integer, nullable=False, default=14400),  # 0 = never repeat
+    Column("severity", String(8), nullable=False),  # info | warning | error | critical
+    Column("labels", Text, nullable=False, default="{}"),
+    Column("message", Text, nullable=False, default=""),  # template: {agent} {value} ...
+    Column("channels", Text, nullable=False, default="[]"),  # channel names, besides routing
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created_ns", BigInteger, nullable=False),
+    Column("updated_ns", BigInteger, nullable=False),
+    UniqueConstraint("name"),
+)
+
+# One row per rule + label set (fingerprint); its state is the state machine's (alerting/state.py).
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("rule_id", BigInteger, nullable=False),
+    Column("rule_name", Text, nullable=False),
+    Column("fingerprint", String(32), nullable=False),
+    Column("labels", Text, nullable=False, default="{}"),
+    Column("severity", String(8), nullable=False),
+    Column("state", String(10), nullable=False),  # inactive | pending | firing | resolved
+    Column("value", Float, nullable=True),
+    Column("message", Text, nullable=False, default=""),
+    Column("episode", Integer, nullable=False, default=0),  # +1 each time it goes pending
+    Column("pending_since_ns", BigInteger, nullable=True),
+    Column("fired_ns", BigInteger, nullable=True),
+    Column("last_true_ns", BigInteger, nullable=True),
+    Column("resolved_ns", BigInteger, nullable=True),
+    Column("last_notified_ns", BigInteger, nullable=True),
+    Column("acked_by", Text, nullable=True),
+    Column("acked_ns", BigInteger, nullable=True),
+    Column("ack_comment", Text, nullable=True),
+    Column("silenced_by", BigInteger, nullable=True),  # the silence muting it, if any
+    Column("last_eval_ns", BigInteger, nullable=False),
+    Column("updated_ns", BigInteger, nullable=False),
+    UniqueConstraint("rule_id", "fingerprint"),
+    Index("ix_alerts_state", "state"),
+)
+
+alert_events = Table(
+    "alert_events",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("alert_id", BigInteger, nullable=False),
+    Column("at_ns", BigInteger, nullable=False),
+    # pending | firing | resolved | repeat | acknowledged | silenced | unacknowledged
+    Column("event", String(16), nullable=False),
+    Column("state", String(10), nullable=False),
+    Column("value", Float, nullable=True),
+    Column("who", Text, nullable=True),
+    Column("comment", Text, nullable=True),
+    Index("ix_alert_events_alert_id_at_ns", "alert_id", "at_ns"),
+)
+
+silences = Table(
+    "silences",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("matchers", Text, nullable=False),  # [{"name", "op": = != =~ !~, "value"}]
+    Column("starts_ns", BigInteger, nullable=False),
+    Column("ends_ns", BigInteger, nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("comment", Text, nullable=False),
+    Column("created_ns", BigInteger, nullable=False),
+    Index("ix_silences_ends_ns", "ends_ns"),
+)
+
+channels = Table(
+    "channels",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False),
+    Column("type", String(16), nullable=False),  # slack | pagerduty | webhook | email
+    Column("config", Text, nullable=False, default="{}"),  # url, routing key, secret, smtp ...
+    # Routing: alerts of these severities whose labels match every matcher ([] = any); a
+    # channel with no severities gets only the rules that name it.
+    Column("severities", Text, nullable=False, default="[]"),
+    Column("matchers", Text, nullable=False, default="[]"),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created_ns", BigInteger, nullable=False),
+    Column("updated_ns", BigInteger, nullable=False),
+    UniqueConstraint("name"),
+)
+
+# Notifications to send, written in the transaction that changes the alert (transactional outbox).
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("idempotency_key", String(200), nullable=False),  # alert:episode:event:n:channel
+    Column("channel_id", BigInteger, nullable=False),
+    Column("alert_id", BigInteger, nullable=True),
+    Column("event", String(16), nullable=False),  # firing | resolved | repeat | acknowledged | test
+    Column("payload", Text, nullable=False),  # the alert as it was at the transition
+    Column("status", String(8), nullable=False),  # pending | sent | failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_ns", BigInteger, nullable=False),
+    Column("locked_until_ns", BigInteger, nullable=True),
+    Column("locked_by", String(64), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_ns", BigInteger, nullable=False),
+    Column("sent_ns", BigInteger, nullable=True),
+    UniqueConstraint("idempotency_key"),
+    Index("ix_outbox_status_next_attempt_ns", "status", "next_attempt_ns"),
+)
+
+# Leases (the one evaluating instance) and one-time flags (default rules created), by name.
+alerting_leases = Table(
+    "alerting_leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(64), nullable=False),
+    Column("expires_ns", BigInteger, nullable=False),
+)
+
+# --- cost (issue 6): prices, budgets, per-day model usage ----------------------------------------
+
+model_prices = Table(
+    "model_prices",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("model", Text, nullable=False),  # lower case; matched like the bundled names
+    # USD per million tokens as integer micro-USD (= pico-USD per token): exact.
+    Column("input_microusd_per_mtok", BigInteger, nullable=False),
+    Column("output_microusd_per_mtok", BigInteger, nullable=False),
+    Column("cached_microusd_per_mtok", BigInteger, nullable=True),
+    Column("effective_from_ns", BigInteger, nullable=False),  # 0 = since always
+    Column("created_ns", BigInteger, nullable=False),
+    Column("note", Text, nullable=True),
+    UniqueConstraint("model", "effective_from_ns"),
+)
+
+budgets = Table(
+    "budgets",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False),
+    Column("agent", Text, nullable=True),  # NULL = every agent (a global budget)
+    Column("period", String(8), nullable=False),  # daily | monthly (UTC)
+    Column("limit_nanousd", BigInteger, nullable=False),  # hard threshold: critical
+    Column("soft_limit_nanousd", BigInteger, nullable=False),  # soft threshold: warning
+    # Burn status as last evaluated (ok | warning | critical | exceeded), since when, and the
+    # start of the budget period it belongs to (a new period starts at ok).
+    Column("status", String(12), nullable=False, default="ok"),
+    Column("status_since_ns", BigInteger, nullable=True),
+    Column("period_start_ns", BigInteger, nullable=True),
+    Column("created_ns", BigInteger, nullable=False),
+    Column("updated_ns", BigInteger, nullable=False),
+    UniqueConstraint("name"),
+)
+
+budget_events = Table(
+    "budget_events",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("budget_id", BigInteger, nullable=False),
+    Column("at_ns", BigInteger, nullable=False),
+    Column("from_status", String(12), nullable=False),
+    Column("to_status", String(12), nullable=False),
+    Column("spend_nanousd", BigInteger, nullable=False),
+    Column("forecast_nanousd", BigInteger, nullable=False),
+    Column("limit_nanousd", BigInteger, nullable=False),
+    Index("ix_budget_events_budget_id_at_ns", "budget_id", "at_ns"),
+)
+
+# Model calls per UTC day, agent, model and prompt hash ("" when the span carried no prompt),
+# written by the ingest writer in the span's transaction: the savings suggestions read it.
+llm_usage_daily = Table(
+    "llm_usage_daily",
+    metadata,
+    Column("day", BigInteger, primary_key=True),  # epoch seconds of 00:00 UTC
+    Column("agent", Text, primary_key=True),
+    Column("model", Text, primary_key=True),
+    Column("prompt_hash", String(32), primary_key=True),
+    Column("calls", BigInteger, nullable=False, default=0),
+    Column("errors", BigInteger, nullable=False, default=0),
+    Column("input_tokens", BigInteger, nullable=False, default=0),
+    Column("output_tokens", BigInteger, nullable=False, default=0),
+    Column("cached_tokens", BigInteger, nullable=False, default=0),
+    Column("cost_nanousd", BigInteger, nullable=False, default=0),
+    Column("error_cost_nanousd", BigInteger, nullable=False, default=0),
+)
+
+
+# --- metrics (OTLP metrics ingest; read by query/metrics.py) -----------------------------------
+
+# One row per time series: a metric name + type + agent + point attributes + resource, keyed by
+# the hash computed at ingest (ingest/metrics.py series_key). Upserted with every export.
+metric_series = Table(
+    "metric_series",
+    metadata,
+    Column("series_key", String(32), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("type", String(16), nullable=False),  # gauge | sum | histogram
+    Column("temporality", String(12), nullable=False, default=""),  # "" | cumulative | delta
+    Column("monotonic", Boolean, nullable=False, default=False),
+    Column("unit", Text, nullable=False, default=""),
+    Column("description", Text, nullable=False, default=""),
+    Column("agent", Text, nullable=False),
+    Column("attributes", Text, nullable=False, default="{}"),
+    Column("resource", Text, nullable=False, default="{}"),
+    Column("first_seen_ns", BigInteger, nullable=False),
+    Column("last_seen_ns", BigInteger, nullable=False),
+    Index("ix_metric_series_name", "name"),
+    Index("ix_metric_series_last_seen_ns", "last_seen_ns"),
+)
+
+# Data points: a resent export is idempotent, (series_key, time_ns) being the primary key.
+metric_points = Table(
+    "metric_points",
+    metadata,
+    Column("series_key", String(32), primary_key=True),
+    Column("time_ns", BigInteger, primary_key=True),
+    Column("start_ns", BigInteger, nullable=True),
+    Column("value", Float, nullable=True),  # gauge, sum
+    Column("count", BigInteger, nullable=True),  # histogram
+    Column("sum", Float, nullable=True),
+    Column("min", Float, nullable=True),
+    Column("max", Float, nullable=True),
+    Column("bounds", Text, nullable=True),  # JSON array of explicit bounds
+    Column("counts", Text, nullable=True),  # JSON array of bucket counts
+    Index("ix_metric_points_time_ns", "time_ns"),
+)
+
+# --- logs and error tracking (OTLP logs; query/logs.py, query/errors.py) ------------------------
+
+logs = Table(
+    "logs",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    # A hash of the record's content: OTLP gives log records no id, and a resent request must
+    # store each record once (ingest/logs.py).
+    Column("log_id", String(32), nullable=False),
+    Column("time_ns", BigInteger, nullable=False),
+    Column("observed_ns", BigInteger, nullable=False),
+    Column("severity_number", SmallInteger, nullable=False),
+    Column("level", String(8), nullable=False),  # trace debug info warn error fatal
+    Column("severity_text", String(32), nullable=True),
+    Column("body", Text, nullable=False),
+    Column("body_json", Boolean, nullable=False, default=False),
+    Column("attributes", Text, nullable=False, default="{}"),
+    Column("resource", Text, nullable=False, default="{}"),
+    Column("scope", Text, nullable=True),
+    Column("agent", Text, nullable=False),
+    Column("service", Text, nullable=True),
+    Column("trace_id", String(32), nullable=True),
+    Column("span_id", String(16), nullable=True),
+    UniqueConstraint("log_id"),
+    Index("ix_logs_time_ns", "time_ns"),
+    Index("ix_logs_trace_id", "trace_id"),
+    Index("ix_logs_agent_time_ns", "agent", "time_ns"),
+    Index("ix_logs_severity_number_time_ns", "severity_number", "time_ns"),
+)
+
+error_groups = Table(
+    "error_groups",
+    metadata,
+    Column("fingerprint", String(16), primary_key=True),  # ingest/fingerprint.py
+    Column("exc_type", Text, nullable=True),
+    Column("message", Text, nullable=False),  # the normalised message that defines the group
+    Column("sample_message", Text, nullable=True),  # the latest occurrence's own message
+    Column("stacktrace", Text, nullable=True),  # the latest one
+    Column("source", String(8), nullable=False),  # span (exception event) | log
+    Column("first_seen_ns", BigInteger, nullable=False),
+    Column("last_seen_ns", BigInteger, nullable=False),
+    Column("count", BigInteger, nullable=False, default=0),
+    Column("status", String(8), nullable=False, default="open"),  # open | resolved
+    Column("resolved_at_ns", BigInteger, nullable=True),
+    Column("regressed_at_ns", BigInteger, nullable=True),  # re-opened by a new occurrence
+    Column("sample_trace_id", String(32), nullable=True),
+    Column("recent_traces", Text, nullable=False, default="[]"),  # [[trace_id, time_ns, agent]]
+    Column("agents", Text, nullable=False, default="[]"),  # every agent seen (capped)
+    Index("ix_error_groups_last_seen_ns", "last_seen_ns"),
+)
+
+# Occurrences per minute, fingerprint and agent: counts in a window, trends, charts.
+error_occurrences = Table(
+    "error_occurrences",
+    metadata,
+    Column("bucket_start", BigInteger, primary_key=True),  # epoch seconds, minute-aligned
+    Column("fingerprint", String(16), primary_key=True),
+    Column("agent", Text, primary_key=True),
+    Column("count", BigInteger, nullable=False, default=0),
+    Index("ix_error_occurrences_fingerprint_bucket_start", "fingerprint", "bucket_start"),
+)
+
+
+# --- access (issue 11): API keys, the per-install key secret, the agent registry ----------------
+
+# An API key is never stored: only its first characters (to find the row) and
+# HMAC-SHA256(install secret, key) (to verify it). See docs/access.md.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False),
+    Column("prefix", String(16), nullable=False),  # "phk_" + 8 characters, shown in lists
+    Column("hash", String(64), nullable=False),  # hex HMAC-SHA256
+    Column("scopes", Text, nullable=False),  # comma-separated: ingest, read, admin
+    Column("created_ns", BigInteger, nullable=False),
+    Column("last_used_ns", BigInteger, nullable=True),
+    Column("revoked_ns", BigInteger, nullable=True),
+    UniqueConstraint("prefix"),
+)
+
+# Install-wide secrets by name (the HMAC key of api_keys.hash), created on first use.
+access_secrets = Table(
+    "access_secrets",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("created_ns", BigInteger, nullable=False),
+)
+
+# Agents an admin registered (gateway upstream, limits, budget, labels). Agents that only send
+# telemetry are listed by /api/v1/agents (analytics) and need no row here.
+agent_registry = Table(
+    "agent_registry",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("upstream_url", Text, nullable=True),
+    Column("rpm", Integer, nullable=True),  # requests per minute (NULL = unlimited)
+    Column("tpm", BigInteger, nullable=True),  # LLM tokens per minute (NULL = unlimited)
+    Column("max_queue", Integer, nullable=False),
+    Column("max_wait_ms", Integer, nullable=False),
+    Column("budget_nanousd", BigInteger, nullable=True),  # hard budget per budget_period
+    Column("budget_period", String(8), nullable=True),  # daily | monthly (UTC)
+    Column("labels", Text, nullable=False),  # JSON object of strings
+    Column("created_ns", BigInteger, nullable=False),
+    Column("updated_ns", BigInteger, nullable=False),
+)

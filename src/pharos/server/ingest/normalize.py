@@ -18,6 +18,8 @@ import orjson
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from pharos.server.cost.usage import prompt_hash
+
 # --- conventions -------------------------------------------------------------------------------
 
 AGENT_KEYS = ("gen_ai.agent.name", "agent.name")
@@ -138,6 +140,8 @@ class SpanRecord:
     links: str
     resource: str
     scope: str | None
+    #: Hash of the prompt attributes of a model call (cost/usage.py), not a ``spans`` column.
+    prompt_hash: str | None = None
 
     def as_row(self) -> dict[str, Any]:
         """The ``spans`` table row for this record."""
@@ -459,6 +463,7 @@ def _normalize_span(
         links=_dumps(links) if links else "[]",
         resource=resource_json,
         scope=scope,
+        prompt_hash=prompt_hash(attrs) if kind in MODEL_CALL_KINDS else None,
     )
 
 

@@ -14,18 +14,22 @@ import multiprocessing
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from typing import TypeVar
 
 import anyio
 
 from pharos.server.ingest.body import decode_content
 from pharos.server.ingest.decode import decode_traces
+from pharos.server.ingest.metrics import MetricBatch, decode_metrics, normalize_metrics
 from pharos.server.ingest.normalize import Limits, NormalizedBatch, normalize_traces
 from pharos.server.ingest.writer import Unavailable
 
 log = logging.getLogger("pharos.ingest")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +71,19 @@ def _parse_in_worker(body: bytes, content_type: str, encoding: str | None) -> No
     return parse_traces(body, content_type, encoding, _worker_config)
 
 
+def parse_metrics_body(
+    body: bytes, content_type: str, encoding: str | None, config: ParseConfig
+) -> MetricBatch:
+    """Decompress, decode and normalize one OTLP metrics request body (pure CPU work)."""
+    raw = decode_content(body, encoding, config.max_decompressed_bytes)
+    return normalize_metrics(decode_metrics(raw, content_type), config.limits)
+
+
+def _parse_metrics_in_worker(body: bytes, content_type: str, encoding: str | None) -> MetricBatch:
+    assert _worker_config is not None
+    return parse_metrics_body(body, content_type, encoding, _worker_config)
+
+
 class Parser:
     def __init__(self, config: ParseConfig, workers: int = 0) -> None:
         self.config = config
@@ -92,14 +109,31 @@ class Parser:
                 future.result(timeout=60)
 
     async def parse(self, body: bytes, content_type: str, encoding: str | None) -> NormalizedBatch:
+        return await self.run(parse_traces, _parse_in_worker, body, content_type, encoding)
+
+    async def parse_metrics(
+        self, body: bytes, content_type: str, encoding: str | None
+    ) -> MetricBatch:
+        return await self.run(
+            parse_metrics_body, _parse_metrics_in_worker, body, content_type, encoding
+        )
+
+    async def run(
+        self,
+        local: Callable[[bytes, str, str | None, ParseConfig], T],
+        in_worker: Callable[[bytes, str, str | None], T],
+        body: bytes,
+        content_type: str,
+        encoding: str | None,
+    ) -> T:
+        """``local(body, content_type, encoding, config)`` in a thread, or its ``in_worker``
+        twin (a module-level function using the worker's config) in a worker process."""
         if not self.workers:
-            return await anyio.to_thread.run_sync(
-                parse_traces, body, content_type, encoding, self.config
-            )
+            return await anyio.to_thread.run_sync(local, body, content_type, encoding, self.config)
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(
-                self._ensure_pool(), _parse_in_worker, body, content_type, encoding
+                self._ensure_pool(), in_worker, body, content_type, encoding
             )
         except BrokenProcessPool:
             log.error("an ingest worker process died; starting new ones")

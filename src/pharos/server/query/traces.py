@@ -129,34 +129,40 @@ def list_traces(
     return {"items": [trace_summary(r) for r in rows], "next_cursor": next_cursor}
 
 
+_SPAN_COLUMN_NAMES = tuple(c.name for c in spans.columns)
+
+
 def _span_out(row: Any, trace_start_ns: int) -> dict[str, Any]:
-    events = orjson.loads(row.events)
+    # One C-level zip into a dict: much cheaper than 25 Row attribute lookups per span.
+    r = dict(zip(_SPAN_COLUMN_NAMES, row, strict=True))
+    events = orjson.loads(r["events"])
     for event in events:
         event["time"] = iso_from_ns(int(event.pop("time_unix_nano", 0) or 0))
+    start_ns, end_ns = r["start_ns"], r["end_ns"]
     return {
-        "span_id": row.span_id,
-        "parent_span_id": row.parent_span_id,
-        "name": row.name,
-        "kind": row.kind,
-        "span_kind": _SPAN_KINDS.get(row.span_kind, "unspecified"),
-        "agent": row.agent,
-        "model": row.model,
-        "service": row.service,
-        "start_ns": row.start_ns,
-        "end_ns": row.end_ns,
-        "start_time": iso_from_ns(row.start_ns),
-        "end_time": iso_from_ns(row.end_ns),
-        "offset_ms": round((row.start_ns - trace_start_ns) / 1_000_000, 3),
-        "duration_ms": round(row.duration_ms, 3),
-        "status": row.status,
-        "status_message": row.status_message,
-        "tokens": _tokens(row.input_tokens, row.output_tokens, row.cached_tokens),
-        "cost_usd": _money(row.cost_nanousd),
-        "attributes": orjson.loads(row.attributes),
+        "span_id": r["span_id"],
+        "parent_span_id": r["parent_span_id"],
+        "name": r["name"],
+        "kind": r["kind"],
+        "span_kind": _SPAN_KINDS.get(r["span_kind"], "unspecified"),
+        "agent": r["agent"],
+        "model": r["model"],
+        "service": r["service"],
+        "start_ns": start_ns,
+        "end_ns": end_ns,
+        "start_time": iso_from_ns(start_ns),
+        "end_time": iso_from_ns(end_ns),
+        "offset_ms": round((start_ns - trace_start_ns) / 1_000_000, 3),
+        "duration_ms": round(r["duration_ms"], 3),
+        "status": r["status"],
+        "status_message": r["status_message"],
+        "tokens": _tokens(r["input_tokens"], r["output_tokens"], r["cached_tokens"]),
+        "cost_usd": _money(r["cost_nanousd"]),
+        "attributes": orjson.loads(r["attributes"]),
         "events": events,
-        "links": orjson.loads(row.links),
-        "resource": orjson.loads(row.resource),
-        "scope": row.scope,
+        "links": orjson.loads(r["links"]),
+        "resource": orjson.loads(r["resource"]),
+        "scope": r["scope"],
     }
 
 
