@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SERVE_ARGS ?= --demo
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist). Most integration tests wait on servers, so 3 beat 2 on 2 cores.
+TEST_WORKERS ?= 3
 # The dashboard (web/) is built into the package; rebuilt only when its sources change.
 NPM ?= npm
 WEB_DEPS := web/node_modules/.installed-stamp
@@ -41,7 +43,7 @@ serve: $(STAMP) $(WEB_DIST)
 ## Run the whole test suite (PostgreSQL/Redis tests run when PHAROS_TEST_*_URL are set)
 test: $(STAMP) $(WEB_DIST)
 	cd web && $(NPM) run --silent test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 ## Run the benchmarks (not part of the test suite)
 bench: $(STAMP) $(WEB_DIST)
