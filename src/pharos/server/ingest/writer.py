@@ -112,6 +112,9 @@ class GroupCommitWriter:
         self.span_steps: list[Callable[[Connection, Sequence[SpanRecord]], None]] = []
         #: Called on the event loop after a request's spans are committed (live/ events).
         self.on_commit: Callable[[Sequence[SpanRecord], WriteResult], None] | None = None
+        #: By store name: called on the event loop after a request's records of that signal
+        #: are committed, with the records and how many were new (live ``log`` events).
+        self.on_commit_extras: dict[str, Callable[[Sequence[Any], int], None]] = {}
         self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=queue_size)
         self._batch_spans = batch_spans
         self._thread: threading.Thread | None = None
@@ -212,6 +215,10 @@ class GroupCommitWriter:
         result = await asyncio.shield(job.future)
         if self.on_commit is not None and records:
             self.on_commit(records, result)
+        for name, items in extras.items():
+            hook = self.on_commit_extras.get(name)
+            if hook is not None:
+                hook(items, result.extra_stored.get(name, 0))
         return result
 
     # --- the thread ---------------------------------------------------------------------------
