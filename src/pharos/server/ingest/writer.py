@@ -95,6 +95,10 @@ class WriterStats:
     spans_stored: int = 0
     spans_duplicate: int = 0
     rejected_overloaded: int = 0
+    #: Records of other signals (by store name: ``logs``, ``metric_points``) stored for the
+    #: first time, and re-sent ones skipped.
+    extra_stored: Counter[str] = field(default_factory=Counter)
+    extra_duplicate: Counter[str] = field(default_factory=Counter)
     failures: Counter[str] = field(default_factory=Counter)
     last_commit_seconds: float = 0.0
     last_error: str | None = None
@@ -324,6 +328,11 @@ class GroupCommitWriter:
         self.stats.requests += len(jobs)
         self.stats.spans_stored += len(new)
         self.stats.spans_duplicate += len(rows) - len(new) + sum(per_job_dupes)
+        for index, job in enumerate(jobs):
+            for name, items in job.extras.items():
+                n = extra_stored[index].get(name, 0)
+                self.stats.extra_stored[name] += n
+                self.stats.extra_duplicate[name] += len(items) - n
         self.stats.last_commit_seconds = time.perf_counter() - started
         self.stats.last_error = None  # /readyz shows a writer error only while it lasts
         return results
