@@ -29,6 +29,7 @@ from pharos.server.analytics.summary import (
     trends,
 )
 from pharos.server.errors import ApiError
+from pharos.server.query.errors import top_error_groups
 from pharos.server.query.traces import trace_summary
 from pharos.server.responses import FastJSONResponse
 from pharos.server.settings import Settings
@@ -309,10 +310,12 @@ async def overview(request: Request, engine: EngineDep, window: Window = "1h") -
         with engine.connect() as conn:
             errors = store.recent_error_traces(conn, 10)
             slow = store.slowest_traces(conn, (end_s - window_s) * 10**9, 5)
+            top_errors = top_error_groups(conn, end_s - window_s, end_s, 5)
         return {
             "summary": summary,
             "top_agents": table[:5],
             "recent_errors": [trace_summary(r) for r in errors],
+            "top_errors": top_errors,
             "slow_traces": [trace_summary(r) for r in slow],
         }
 
