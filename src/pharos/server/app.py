@@ -29,6 +29,7 @@ from pharos.server.cost.book import CostHook, PriceBook
 from pharos.server.db.engine import make_engine, make_writer_engine
 from pharos.server.db.migrate import current_revision, head_revision, upgrade
 from pharos.server.errors import install_error_handlers
+from pharos.server.forward.service import start_forwarding
 from pharos.server.ingest.grpc import OtlpGrpcServer
 from pharos.server.ingest.http import router as ingest_router
 from pharos.server.ingest.metric_store import METRIC_POINTS, store_metric_points
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             bus = await start_live(app, stack, settings, engine, lambda: _firing_alerts(app))
             writer.on_commit = publish_ingested(bus)  # live `trace` events after each commit
             writer.stores[METRIC_POINTS] = store_metric_points
+            await start_forwarding(app, settings, stack, writer)  # queue + worker (issue 9)
             writer.start()
             parser = Parser(
                 ParseConfig(
@@ -121,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     observe=metrics.observe_grpc,
                 )
                 grpc_server.authorize = grpc_authorizer(app.state.keystore)
+                grpc_server.forward = app.state.forwarder
                 app.state.grpc_port = await grpc_server.start(
                     settings.grpc_bind_host, settings.grpc_port
                 )
@@ -210,6 +213,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         alerting = getattr(request.app.state, "alerting", None)
         if alerting is not None:
             checks["alerting"] = alerting.health()
+        forwarder = getattr(request.app.state, "forwarder", None)
+        if forwarder is not None and forwarder.enabled:
+            checks["forwarding"] = forwarder.health()
         return FastJSONResponse(
             {"status": "ready" if ok else "not ready", "checks": checks},
             status_code=200 if ok else 503,

@@ -26,6 +26,7 @@ from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from pharos.server.forward.service import Forwarder
 from pharos.server.ingest.decode import PROTOBUF, DecodeError
 from pharos.server.ingest.metric_store import METRIC_POINTS, metrics_response
 from pharos.server.ingest.parsing import Parser
@@ -70,6 +71,8 @@ class OtlpGrpcServer:
         self.port = 0
         # Set by the app when API keys apply (access/startup.py): metadata -> None or a denial.
         self.authorize: Callable[[Any], Awaitable[tuple[Any, str] | None]] | None = None
+        #: Set by the app when forwarding is configured (forward/service.py).
+        self.forward: Forwarder | None = None
         self._handlers: dict[str, dict[str, Handler]] = {
             TRACE_SERVICE: {"Export": self._export_traces},
             METRICS_SERVICE: {"Export": self._export_metrics},
@@ -156,7 +159,8 @@ class OtlpGrpcServer:
 
     async def _export_traces(self, body: bytes) -> bytes:
         batch = await self._run(self._parser.parse(body, PROTOBUF, None))
-        await self._run(self._writer.write(batch.spans))
+        forward = self._forward("traces", body, len(batch.spans))
+        await self._run(self._writer.write(batch.spans, context=forward))
         response = trace_service_pb2.ExportTraceServiceResponse()
         if batch.rejected:
             response.partial_success.rejected_spans = batch.rejected
@@ -165,8 +169,15 @@ class OtlpGrpcServer:
 
     async def _export_metrics(self, body: bytes) -> bytes:
         batch = await self._run(self._parser.parse_metrics(body, PROTOBUF, None))
-        await self._run(self._writer.write(extras={METRIC_POINTS: batch.points}))
+        forward = self._forward("metrics", body, len(batch.points), METRIC_POINTS)
+        await self._run(self._writer.write(extras={METRIC_POINTS: batch.points}, context=forward))
         return bytes(metrics_response(batch).SerializeToString())
+
+    def _forward(self, signal: str, body: bytes, items: int, store: str | None = None) -> Any:
+        """The writer context that queues this export for forwarding (None when off)."""
+        if self.forward is None:
+            return None
+        return self.forward.context(signal, body, PROTOBUF, None, items, store)
 
     async def _run(self, step: Awaitable[Any]) -> Any:
         """Await one step of the ingest path, mapping its failures onto gRPC statuses."""
