@@ -44,6 +44,7 @@ from pharos.server.query.api import router as query_router
 from pharos.server.query.metrics_api import router as otlp_metrics_router
 from pharos.server.responses import FastJSONResponse
 from pharos.server.settings import Settings
+from pharos.server.slo.api import router as slo_router
 from pharos.server.web import DashboardMiddleware
 
 log = logging.getLogger("pharos")
@@ -180,6 +181,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(cost_router)
     app.include_router(access_router)
     app.include_router(gateway_router)
+    app.include_router(slo_router)
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics (text exposition format)")
     async def prometheus_metrics() -> Response:
