@@ -75,9 +75,12 @@ def _thresholds(request: Request) -> HealthThresholds:
     )
 
 
-def _firing(request: Request, agent: str | None = None) -> int:
-    """Firing alerts, from the alerting room once it is wired (0 until then)."""
+def _firing(request: Request, agent: str | None = None, *, for_health: bool = True) -> int:
+    """Firing alerts, from the alerting room once it is wired (0 until then). For the health
+    score only those above ``info`` count."""
     counter = getattr(request.app.state, "firing_alerts", None)
+    if for_health:
+        counter = getattr(counter, "for_health", counter)
     return int(counter(agent)) if callable(counter) else 0
 
 
@@ -314,14 +317,16 @@ async def overview(request: Request, engine: EngineDep, window: Window = "1h") -
         }
 
     data = await anyio.to_thread.run_sync(run)
-    firing = _firing(request)
     writer = request.app.state.writer
     return FastJSONResponse(
         {
             "window": window,
             **data,
-            "health": _global_health(data["summary"], firing, t, window),
-            "alerts": {"firing": firing, "items": _firing_items(request)},
+            "health": _global_health(data["summary"], _firing(request), t, window),
+            "alerts": {
+                "firing": _firing(request, for_health=False),
+                "items": _firing_items(request),
+            },
             "ingest": {
                 "writer": "running" if writer.running else "stopped",
                 "queue_depth": writer.queue_depth,

@@ -30,9 +30,11 @@ from pharos.server.analytics.rollups import (
     RollupDelta,
     RollupKey,
     coarsen,
+    moved_deltas,
     rollup_deltas,
 )
 from pharos.server.db.schema import ROLLUP_TABLES, spans, traces
+from pharos.server.ingest.adopt import Moved, adopt_descendants
 from pharos.server.ingest.normalize import RANK_EXPLICIT, SpanRecord, TraceDelta, trace_deltas
 
 if TYPE_CHECKING:
@@ -310,6 +312,11 @@ class GroupCommitWriter:
                 self._upsert_rollups(conn, new)
                 if self.cost is not None:
                     self.cost.record(conn, new)
+                moved = adopt_descendants(conn, new)  # children that came before their agent
+                if moved is not None:
+                    self._move_rollups(conn, moved)
+                    if self.cost is not None:
+                        self.cost.move(conn, moved.before, moved.after)
                 for step in self.span_steps:
                     step(conn, new)
             for index, job in enumerate(jobs):
@@ -466,6 +473,23 @@ class GroupCommitWriter:
             deltas = minute if name == "1m" else coarsen(minute, seconds)
             if deltas:
                 self._merge_rollups(conn, name, deltas)
+
+    def _move_rollups(self, conn: Connection, moved: Moved) -> None:
+        """Move re-attributed spans' counts between agents' rollup rows (same transaction)."""
+        for name, seconds in RESOLUTIONS.items():
+            deltas = moved_deltas(moved.before, moved.after, seconds)
+            if not deltas:
+                continue
+            self._merge_rollups(conn, name, deltas)
+            emptied = sorted(key for key, delta in deltas.items() if delta.count < 0)
+            if emptied:  # a row that only held the moved spans goes
+                mark = "?" if self._sqlite else "%s"
+                conn.exec_driver_sql(
+                    f"DELETE FROM {ROLLUP_TABLES[name].name} WHERE "
+                    + " AND ".join(f"{c} = {mark}" for c in ROLLUP_KEY)
+                    + " AND count <= 0",
+                    emptied,
+                )
 
     def _merge_rollups(
         self, conn: Connection, name: str, deltas: dict[RollupKey, RollupDelta]
