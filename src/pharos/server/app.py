@@ -42,6 +42,8 @@ from pharos.server.live.websocket import router as live_ws_router
 from pharos.server.prometheus import HttpMetricsMiddleware, Metrics, RollupCollector
 from pharos.server.query.api import router as query_router
 from pharos.server.query.metrics_api import router as otlp_metrics_router
+from pharos.server.report.api import router as report_router
+from pharos.server.report.service import Reports
 from pharos.server.responses import FastJSONResponse
 from pharos.server.settings import Settings
 from pharos.server.slo.api import router as slo_router
@@ -139,7 +141,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             stack.callback(budgets_task.cancel)
             await start_gateway(app, stack, settings, engine, writer)  # /gateway/*, limits
-            await start_alerting(app, settings, stack)  # engine loop + outbox worker
+            alerting = await start_alerting(app, settings, stack)  # engine loop + outbox worker
+            app.state.reports = Reports(settings, engine, alerting)  # scheduled reports
+            await app.state.reports.start(stack)
             if settings.demo:
                 from pharos.server.cost.demo import ensure_demo_budgets
                 from pharos.server.demo import load_demo
@@ -182,6 +186,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(access_router)
     app.include_router(gateway_router)
     app.include_router(slo_router)
+    app.include_router(report_router)
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics (text exposition format)")
     async def prometheus_metrics() -> Response:
