@@ -13,7 +13,12 @@ from rich.console import Console
 from pharos.server.alerting.cli import DEFAULT_URL
 from pharos.server.report.render import chart_png, data_uri, rich_report, to_html
 
-out = Console()
+
+def _out() -> Console:
+    """Built per command, so the terminal width (COLUMNS) is read when the command runs."""
+    return Console()
+
+
 err = Console(stderr=True)
 
 
@@ -43,7 +48,7 @@ def report(
         err.print(f"[red]{response.status_code}:[/red] {_message(response)}")
         raise typer.Exit(1)
     data = response.json()
-    out.print(rich_report(data))
+    _out().print(rich_report(data))
     if html is not None:
         with err.status("drawing the chart"):
             page = to_html(data, data_uri(chart_png(data)))

@@ -11,7 +11,12 @@ from rich.table import Table
 
 from pharos.server.alerting.cli import DEFAULT_URL, _call, _show
 
-out = Console()
+
+def _out() -> Console:
+    """Built per command, so the terminal width (COLUMNS) is read when the command runs."""
+    return Console()
+
+
 slo_app = typer.Typer(
     help="Service level objectives: list with status, create, update, delete.",
     no_args_is_help=True,
@@ -78,7 +83,7 @@ def list_slos(
 ) -> None:
     """SLOs with attainment, error budget left and burn rates."""
     data = _call(ctx, "GET", "/api/v1/slos", agent=agent)
-    out.print(slo_table(data["items"]))
+    _out().print(slo_table(data["items"]))
 
 
 @slo_app.command("show")
@@ -111,7 +116,7 @@ def create_slo(
         "description": description,
     }
     s = _call(ctx, "POST", "/api/v1/slos", body)
-    out.print(f"SLO {s['id']} {s['name']}: {s['target']} for {s['agent']}")
+    _out().print(f"SLO {s['id']} {s['name']}: {s['target']} for {s['agent']}")
 
 
 @slo_app.command("update")
@@ -134,11 +139,11 @@ def update_slo(
         if value is not None:
             body[key] = value
     s = _call(ctx, "PATCH", f"/api/v1/slos/{slo_id}", body)
-    out.print(f"SLO {s['id']} {s['name']}: {s['target']}")
+    _out().print(f"SLO {s['id']} {s['name']}: {s['target']}")
 
 
 @slo_app.command("delete")
 def delete_slo(ctx: typer.Context, slo_id: Annotated[int, typer.Argument()]) -> None:
     """Delete an SLO (rules using it by name then see no data)."""
     _call(ctx, "DELETE", f"/api/v1/slos/{slo_id}")
-    out.print(f"SLO {slo_id} deleted")
+    _out().print(f"SLO {slo_id} deleted")
