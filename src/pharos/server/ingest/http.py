@@ -8,10 +8,12 @@ loop, hand the records to the group-commit writer and answer only once they are 
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from google.protobuf import json_format
+from google.protobuf.message import Message
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
@@ -33,7 +35,10 @@ from pharos.server.ingest.decode import (
     media_type,
 )
 from pharos.server.ingest.log_store import LOGS, logs_response
+from pharos.server.ingest.logs import NormalizedLogs
 from pharos.server.ingest.metric_store import METRIC_POINTS, metrics_response
+from pharos.server.ingest.metrics import MetricBatch
+from pharos.server.ingest.normalize import NormalizedBatch
 from pharos.server.ingest.parsing import Parser
 from pharos.server.ingest.writer import GroupCommitWriter, Overloaded, Unavailable
 from pharos.server.settings import Settings
@@ -81,14 +86,15 @@ def _otlp_error(
     return error_response(status, message, headers=headers)
 
 
-@router.post(
-    "/v1/traces",
-    summary="OTLP/HTTP trace export",
-    responses={400: {}, 413: {}, 415: {}, 503: {}},
-)
-async def export_traces(
-    request: Request, settings: SettingsDep, writer: WriterDep, parser: ParserDep
+async def _export(
+    request: Request,
+    settings: Settings,
+    parse: Callable[[bytes, str, str | None], Awaitable[Any]],
+    write: Callable[[Any, bytes, str], Awaitable[Any]],
+    answer: Callable[[Any], Message],
 ) -> Response:
+    """One OTLP/HTTP export: content type, body within limits, parse, commit, then the answer
+    (``answer(batch)``, with partial_success) in the request's encoding."""
     try:
         content_type = media_type(request.headers.get("content-type"))
     except UnsupportedContentType as exc:
@@ -98,7 +104,7 @@ async def export_traces(
         body = await read_limited(
             request.stream(), request.headers.get("content-length"), settings.max_body_bytes
         )
-        batch = await parser.parse(body, content_type, request.headers.get("content-encoding"))
+        batch = await parse(body, content_type, request.headers.get("content-encoding"))
     except BodyTooLarge as exc:
         return _otlp_error(413, _GRPC_INVALID_ARGUMENT, str(exc), content_type)
     except UnsupportedEncoding as exc:
@@ -108,10 +114,7 @@ async def export_traces(
     except Unavailable as exc:
         return _otlp_error(503, _GRPC_UNAVAILABLE, f"{exc}; retry later", content_type, retry)
     try:
-        await writer.write(
-            batch.spans,
-            context=forward_context(request, "traces", body, content_type, len(batch.spans)),
-        )
+        await write(batch, body, content_type)
     except Overloaded:
         return _otlp_error(
             503, _GRPC_RESOURCE_EXHAUSTED, "ingest queue is full; retry later", content_type, retry
@@ -120,7 +123,13 @@ async def export_traces(
         return _otlp_error(503, _GRPC_UNAVAILABLE, f"{exc}; retry later", content_type, retry)
     except RuntimeError as exc:
         return _otlp_error(500, _GRPC_INTERNAL, str(exc), content_type)
+    response = answer(batch)
+    if content_type == PROTOBUF:
+        return Response(response.SerializeToString(), media_type=PROTOBUF)
+    return Response(json_format.MessageToJson(response, indent=None), media_type="application/json")
 
+
+def _traces_response(batch: NormalizedBatch) -> ExportTraceServiceResponse:
     response = ExportTraceServiceResponse()
     if batch.rejected:
         response.partial_success.CopyFrom(
@@ -128,9 +137,22 @@ async def export_traces(
                 rejected_spans=batch.rejected, error_message=batch.error_message
             )
         )
-    if content_type == PROTOBUF:
-        return Response(response.SerializeToString(), media_type=PROTOBUF)
-    return Response(json_format.MessageToJson(response, indent=None), media_type="application/json")
+    return response
+
+
+@router.post(
+    "/v1/traces",
+    summary="OTLP/HTTP trace export",
+    responses={400: {}, 413: {}, 415: {}, 503: {}},
+)
+async def export_traces(
+    request: Request, settings: SettingsDep, writer: WriterDep, parser: ParserDep
+) -> Response:
+    async def write(batch: NormalizedBatch, body: bytes, content_type: str) -> None:
+        context = forward_context(request, "traces", body, content_type, len(batch.spans))
+        await writer.write(batch.spans, context=context)
+
+    return await _export(request, settings, parser.parse, write, _traces_response)
 
 
 @router.post(
@@ -141,45 +163,12 @@ async def export_traces(
 async def export_metrics(
     request: Request, settings: SettingsDep, writer: WriterDep, parser: ParserDep
 ) -> Response:
-    try:
-        content_type = media_type(request.headers.get("content-type"))
-    except UnsupportedContentType as exc:
-        return error_response(415, str(exc))
-    retry = {"Retry-After": str(settings.retry_after_seconds)}
-    try:
-        body = await read_limited(
-            request.stream(), request.headers.get("content-length"), settings.max_body_bytes
-        )
-        batch = await parser.parse_metrics(
-            body, content_type, request.headers.get("content-encoding")
-        )
-    except BodyTooLarge as exc:
-        return _otlp_error(413, _GRPC_INVALID_ARGUMENT, str(exc), content_type)
-    except UnsupportedEncoding as exc:
-        return _otlp_error(415, _GRPC_INVALID_ARGUMENT, str(exc), content_type)
-    except (BadEncoding, DecodeError) as exc:
-        return _otlp_error(400, _GRPC_INVALID_ARGUMENT, str(exc), content_type)
-    except Unavailable as exc:
-        return _otlp_error(503, _GRPC_UNAVAILABLE, f"{exc}; retry later", content_type, retry)
-    try:
-        await writer.write(
-            extras={METRIC_POINTS: batch.points},
-            context=forward_context(
-                request, "metrics", body, content_type, len(batch.points), METRIC_POINTS
-            ),
-        )
-    except Overloaded:
-        return _otlp_error(
-            503, _GRPC_RESOURCE_EXHAUSTED, "ingest queue is full; retry later", content_type, retry
-        )
-    except Unavailable as exc:
-        return _otlp_error(503, _GRPC_UNAVAILABLE, f"{exc}; retry later", content_type, retry)
-    except RuntimeError as exc:
-        return _otlp_error(500, _GRPC_INTERNAL, str(exc), content_type)
-    response = metrics_response(batch)
-    if content_type == PROTOBUF:
-        return Response(response.SerializeToString(), media_type=PROTOBUF)
-    return Response(json_format.MessageToJson(response, indent=None), media_type="application/json")
+    async def write(batch: MetricBatch, body: bytes, content_type: str) -> None:
+        n = len(batch.points)
+        context = forward_context(request, "metrics", body, content_type, n, METRIC_POINTS)
+        await writer.write(extras={METRIC_POINTS: batch.points}, context=context)
+
+    return await _export(request, settings, parser.parse_metrics, write, metrics_response)
 
 
 @router.post(
@@ -190,38 +179,8 @@ async def export_metrics(
 async def export_logs(
     request: Request, settings: SettingsDep, writer: WriterDep, parser: ParserDep
 ) -> Response:
-    try:
-        content_type = media_type(request.headers.get("content-type"))
-    except UnsupportedContentType as exc:
-        return error_response(415, str(exc))
-    retry = {"Retry-After": str(settings.retry_after_seconds)}
-    try:
-        body = await read_limited(
-            request.stream(), request.headers.get("content-length"), settings.max_body_bytes
-        )
-        batch = await parser.parse_logs(body, content_type, request.headers.get("content-encoding"))
-    except BodyTooLarge as exc:
-        return _otlp_error(413, _GRPC_INVALID_ARGUMENT, str(exc), content_type)
-    except UnsupportedEncoding as exc:
-        return _otlp_error(415, _GRPC_INVALID_ARGUMENT, str(exc), content_type)
-    except (BadEncoding, DecodeError) as exc:
-        return _otlp_error(400, _GRPC_INVALID_ARGUMENT, str(exc), content_type)
-    except Unavailable as exc:
-        return _otlp_error(503, _GRPC_UNAVAILABLE, f"{exc}; retry later", content_type, retry)
-    try:
-        await writer.write(
-            extras={LOGS: batch.logs},
-            context=forward_context(request, "logs", body, content_type, len(batch.logs), LOGS),
-        )
-    except Overloaded:
-        return _otlp_error(
-            503, _GRPC_RESOURCE_EXHAUSTED, "ingest queue is full; retry later", content_type, retry
-        )
-    except Unavailable as exc:
-        return _otlp_error(503, _GRPC_UNAVAILABLE, f"{exc}; retry later", content_type, retry)
-    except RuntimeError as exc:
-        return _otlp_error(500, _GRPC_INTERNAL, str(exc), content_type)
-    response = logs_response(batch)
-    if content_type == PROTOBUF:
-        return Response(response.SerializeToString(), media_type=PROTOBUF)
-    return Response(json_format.MessageToJson(response, indent=None), media_type="application/json")
+    async def write(batch: NormalizedLogs, body: bytes, content_type: str) -> None:
+        context = forward_context(request, "logs", body, content_type, len(batch.logs), LOGS)
+        await writer.write(extras={LOGS: batch.logs}, context=context)
+
+    return await _export(request, settings, parser.parse_logs, write, logs_response)
