@@ -83,7 +83,9 @@ class FakeLLM:
 
     async def _latency(self, output_tokens: int, model: str) -> None:
         per_token = 0.0004 if "mini" in model or "haiku" in model else 0.0009
-        await asyncio.sleep(self.speed * (0.02 + output_tokens * per_token) * self.rng.uniform(0.7, 1.6))
+        await asyncio.sleep(
+            self.speed * (0.02 + output_tokens * per_token) * self.rng.uniform(0.7, 1.6)
+        )
 
     async def complete(self, model: str, prompt: str, max_tokens: int = 200) -> Response:
         self.calls += 1
@@ -93,8 +95,9 @@ class FakeLLM:
         prompt_tokens = 40 + len(prompt) // 4 + self.rng.randint(0, 60)
         output_tokens = self.rng.randint(max_tokens // 8, max_tokens)
         await self._latency(output_tokens, model)
-        text = f"[{model}] " + " ".join(self.rng.choice(["sure", "ok", "let", "me", "check"])
-                                        for _ in range(8))
+        text = f"[{model}] " + " ".join(
+            self.rng.choice(["sure", "ok", "let", "me", "check"]) for _ in range(8)
+        )
         return Response(
             id=f"chatcmpl-{self.rng.getrandbits(48):012x}",
             model=model,
@@ -188,8 +191,9 @@ async def billing_agent(llm: FakeLLM, ticket: Ticket) -> str:
 @pharos.agent(name="support-bot")
 async def handle(llm: FakeLLM, ticket: Ticket) -> str:
     log.info("ticket received", ticket_id=ticket.id, customer=ticket.customer)
-    intent = await call_model(llm, "gpt-4o-mini", "openai", f"Classify: {ticket.text}",
-                              temperature=0.0)
+    intent = await call_model(
+        llm, "gpt-4o-mini", "openai", f"Classify: {ticket.text}", temperature=0.0
+    )
     docs = await search_kb(ticket.text)
     notes = ""
     if ticket.kind in ("order", "refund"):
@@ -201,8 +205,11 @@ async def handle(llm: FakeLLM, ticket: Ticket) -> str:
     if ticket.kind == "refund":
         notes += "; " + await billing_agent(llm, ticket)
     if "sk-live" in ticket.text:
-        log.info("customer pasted a key", ticket_id=ticket.id,
-                 note=f"header was Authorization: Bearer {ticket.text.split('sk-live-')[1][:24]}")
+        log.info(
+            "customer pasted a key",
+            ticket_id=ticket.id,
+            note=f"header was Authorization: Bearer {ticket.text.split('sk-live-')[1][:24]}",
+        )
     if llm.rng.random() < 0.04:
         raise ValueError(f"reply for ticket {ticket.id} failed the policy check ({intent[:16]})")
     reply = "".join([chunk async for chunk in draft_reply(llm, f"{ticket.text}\n{docs}\n{notes}")])
@@ -250,8 +257,11 @@ async def run_all(runs: int, seed: int, concurrency: int, speed: float) -> tuple
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--endpoint", default=None, help="Pharos URL (default: PHAROS_ENDPOINT "
-                        "or http://127.0.0.1:4318)")
+    parser.add_argument(
+        "--endpoint",
+        default=None,
+        help="Pharos URL (default: PHAROS_ENDPOINT or http://127.0.0.1:4318)",
+    )
     parser.add_argument("--api-key", default=None, help="Pharos API key (or PHAROS_API_KEY)")
     parser.add_argument("--runs", type=int, default=20, help="tickets to handle")
     parser.add_argument("--seed", type=int, default=7)

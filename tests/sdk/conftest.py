@@ -58,9 +58,7 @@ def make_sdk() -> Any:
     def factory(**kwargs: Any) -> MemorySDK:
         sdk = MemorySDK(InMemorySpanExporter(), InMemoryLogRecordExporter())
         kwargs.setdefault("service_name", "sdk-test")
-        assert pharos.init(
-            span_exporter=sdk.span_exporter, log_exporter=sdk.log_exporter, **kwargs
-        )
+        assert pharos.init(span_exporter=sdk.span_exporter, log_exporter=sdk.log_exporter, **kwargs)
         return sdk
 
     return factory

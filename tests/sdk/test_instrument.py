@@ -67,8 +67,10 @@ def test_httpx_calls_become_child_spans(make_sdk: Any, web: str) -> None:
     agent = sdk.span("invoke_agent fetcher")
     (http,) = [s for s in sdk.spans() if s is not agent and s.name != agent.name]
     assert http.parent.span_id == agent.context.span_id
-    assert http.attributes.get("http.response.status_code", http.attributes.get(
-        "http.status_code")) == 200
+    assert (
+        http.attributes.get("http.response.status_code", http.attributes.get("http.status_code"))
+        == 200
+    )
     # Stopped at shutdown: later calls are not traced (and instrument again on the next init).
     pharos.shutdown()
     sdk2: MemorySDK = make_sdk(instrument=["httpx"], service_name="second")
@@ -97,13 +99,17 @@ def test_system_metrics_are_exported_to_v1_metrics() -> None:
             logs=False,
         )
         assert capture.wait_for(
-            lambda: {"process.memory.usage", "process.cpu.time", "system.memory.usage"}
-            <= capture.metric_names()
+            lambda: (
+                {"process.memory.usage", "process.cpu.time", "system.memory.usage"}
+                <= capture.metric_names()
+            )
         )
         assert pharos.shutdown(10)
         (request, *_) = [c for c in capture.received if c.path == "/v1/metrics"]
-        resource = {kv.key: kv.value.string_value for kv in
-                    request.message.resource_metrics[0].resource.attributes}
+        resource = {
+            kv.key: kv.value.string_value
+            for kv in request.message.resource_metrics[0].resource.attributes
+        }
         assert resource["service.name"] == "metered"
 
 

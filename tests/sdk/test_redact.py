@@ -89,7 +89,10 @@ VALUES = [
     ("max_tokens=512 and token_count=40", "max_tokens=512 and token_count=40"),
     ("the task is done", "the task is done"),
     ("ask-me-anything", "ask-me-anything"),
-    ("mail bob@example.com about 4111 1111 1111 1111", "mail bob@example.com about 4111 1111 1111 1111"),
+    (
+        "mail bob@example.com about 4111 1111 1111 1111",
+        "mail bob@example.com about 4111 1111 1111 1111",
+    ),
     ("already password=[REDACTED]", "already password=[REDACTED]"),
 ]
 

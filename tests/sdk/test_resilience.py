@@ -79,8 +79,11 @@ def test_calls_return_while_the_server_misbehaves(
     assert len(_messages(caplog, "spans are waiting to be sent")) == 1
     assert len(_messages(caplog, "could not send spans")) == 1
     assert len(_messages(caplog, "dropped")) >= 1
-    assert not [r for r in caplog.records if r.name.startswith("opentelemetry")
-                and r.levelno >= logging.WARNING]
+    assert not [
+        r
+        for r in caplog.records
+        if r.name.startswith("opentelemetry") and r.levelno >= logging.WARNING
+    ]
 
 
 def test_export_recovers_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
@@ -160,8 +163,15 @@ def test_an_exporter_that_raises_never_reaches_user_code(caplog: Any) -> None:
 
 
 def test_misconfigured_endpoint_and_settings_are_logged_not_raised(caplog: Any) -> None:
-    assert pharos.init(service_name="bad", endpoint="ftp://nowhere", max_queue_size="many",
-                       capture_content="perhaps") is True  # type: ignore[arg-type]
+    assert (
+        pharos.init(
+            service_name="bad",
+            endpoint="ftp://nowhere",
+            max_queue_size="many",
+            capture_content="perhaps",
+        )
+        is True
+    )  # type: ignore[arg-type]
     with pharos.agent(name="still-works") as run:
         run.set("k", 1)
     assert pharos.flush(2)

@@ -6,6 +6,7 @@ None of them raises: configuration problems and export failures are logged once.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import threading
 from collections.abc import Iterable, Mapping
@@ -35,10 +36,8 @@ def _install_process_hooks() -> None:
 
 
 def _at_exit() -> None:
-    try:
+    with contextlib.suppress(Exception):  # the interpreter is going away; nothing may escape
         shutdown()
-    except Exception:  # the interpreter is going away; nothing may escape
-        pass
 
 
 def _after_fork_in_child() -> None:
@@ -112,8 +111,9 @@ def init(
                 log.info("pharos: init() called again with other settings; restarting the SDK")
                 shutdown()
             if not config.enabled:
-                log.debug("pharos: disabled (enabled=False, PHAROS_SDK_DISABLED or "
-                          "OTEL_SDK_DISABLED)")
+                log.debug(
+                    "pharos: disabled (enabled=False, PHAROS_SDK_DISABLED or OTEL_SDK_DISABLED)"
+                )
                 return False
             from pharos.sdk.runtime import Runtime
 

@@ -302,9 +302,9 @@ def resolve(args: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     shutdown_timeout = _number(
         pick("shutdown_timeout", "PHAROS_SHUTDOWN_TIMEOUT"), "shutdown_timeout", 5.0, problems
     )
-    compression = str(
-        pick("compression", "OTEL_EXPORTER_OTLP_COMPRESSION") or "gzip"
-    ).strip().lower()
+    compression = (
+        str(pick("compression", "OTEL_EXPORTER_OTLP_COMPRESSION") or "gzip").strip().lower()
+    )
     if compression not in ("gzip", "none"):
         problems.append(f"compression {compression!r} is not gzip or none; using gzip")
         compression = "gzip"

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from types import MappingProxyType
 from typing import Any
 
 #: The innermost agent's name (set by ``@pharos.agent``; logs carry it as gen_ai.agent.name).
@@ -16,7 +17,10 @@ current_agent: ContextVar[str | None] = ContextVar("pharos_agent", default=None)
 #: The request id of the current agent run or of ``pharos.bind(request_id=...)``.
 current_request_id: ContextVar[str | None] = ContextVar("pharos_request_id", default=None)
 #: Extra fields every log line carries (``pharos.bind(user="u1")``).
-bound_fields: ContextVar[Mapping[str, Any]] = ContextVar("pharos_fields", default={})
+bound_fields: ContextVar[Mapping[str, Any]] = ContextVar(
+    "pharos_fields",
+    default=MappingProxyType({}),  # read-only: bind() sets a new mapping, never mutates
+)
 
 
 def new_request_id() -> str:

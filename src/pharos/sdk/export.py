@@ -164,7 +164,9 @@ class Reporter:
         if ok and was_failing:
             log.info("pharos: sending %s to %s works again", signal, url)
         elif not ok and not was_failing:
-            why = f"{type(error).__name__}: {error}" if error is not None else reason or "no details"
+            why = (
+                f"{type(error).__name__}: {error}" if error is not None else reason or "no details"
+            )
             log.warning(
                 "pharos: could not send %s to %s (%s). Your code is not affected; the SDK keeps "
                 "trying in the background and logs a line when it recovers.",

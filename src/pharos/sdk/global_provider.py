@@ -10,12 +10,12 @@ uses the OpenTelemetry API directly (libraries, auto-instrumentation) therefore 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanKind
+from opentelemetry.util._decorator import _agnosticcontextmanager
 from opentelemetry.util.types import Attributes
 
 from pharos.sdk.state import holder
@@ -62,7 +62,7 @@ class SwitchTracer(trace.Tracer):
             set_status_on_exception,
         )
 
-    @contextmanager
+    @_agnosticcontextmanager
     def start_as_current_span(
         self,
         name: str,

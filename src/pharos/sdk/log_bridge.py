@@ -1,11 +1,11 @@
 """Log records -> OpenTelemetry log records (sent to Pharos' ``/v1/logs``).
 
 :class:`OTelLogHandler` is a :class:`logging.Handler` for the root logger;
-:class:`pharos.sdk.logs.StructlogProcessor` uses the same :class:`Emitter` for structlog. Both add trace_id/span_id
-(the current span), the agent (``gen_ai.agent.name``), the request id and extra fields as
-attributes; exceptions as ``exception.type``/``.message``/``.stacktrace``. Redaction happens in
-the log processor (:class:`pharos.sdk.export.AdmissionLogProcessor`) before the record is
-queued.
+:class:`pharos.sdk.logs.StructlogProcessor` uses the same :class:`Emitter` for structlog. Both
+add trace_id/span_id (the current span), the agent (``gen_ai.agent.name``), the request id and
+extra fields as attributes; exceptions as ``exception.type``/``.message``/``.stacktrace``.
+Redaction happens in the log processor (:class:`pharos.sdk.export.AdmissionLogProcessor`)
+before the record is queued.
 
 Loaded by ``init()`` only.
 """

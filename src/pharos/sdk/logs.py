@@ -141,7 +141,7 @@ class Logger:
     def bind(self, **fields: Any) -> Logger:
         return Logger(self.stdlib, {**self._fields, **fields})
 
-    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 (the logging module's name)
+    def isEnabledFor(self, level: int) -> bool:  # the logging module's name
         return self.stdlib.isEnabledFor(level)
 
     def log(
@@ -188,7 +188,9 @@ class Logger:
     def critical(self, msg: object, *args: object, **fields: Any) -> None:
         self._at(logging.CRITICAL, msg, args, fields)
 
-    def _at(self, level: int, msg: object, args: tuple[object, ...], fields: dict[str, Any]) -> None:
+    def _at(
+        self, level: int, msg: object, args: tuple[object, ...], fields: dict[str, Any]
+    ) -> None:
         if not self.stdlib.isEnabledFor(level):
             return
         exc_info = fields.pop("exc_info", None)

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 REDACTED = "[REDACTED]"
+_SAME = "\x00same"  # cache marker: the text needed no redaction
 
 #: Words that make a key secret on their own.
 SECRET_WORDS = frozenset(
@@ -56,14 +57,16 @@ SECRET_PAIRS = frozenset(
     {("api", "key"), ("private", "key"), ("secret", "key"), ("access", "key"), ("signing", "key")}
 )
 #: ``token`` followed by one of these words is a count, not a credential (``token_count``).
-NOT_SECRET_AFTER_TOKEN = frozenset({"count", "counts", "usage", "limit", "limits", "type", "budget"})
+NOT_SECRET_AFTER_TOKEN = frozenset(
+    {"count", "counts", "usage", "limit", "limits", "type", "budget"}
+)
 #: Keys never redacted by default: token *counts* and usage numbers Pharos needs.
 DEFAULT_ALLOW = ("gen_ai.usage.*", "llm.token_count.*")
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _WORD = re.compile(r"[a-z0-9]+")
 
-_SECRET_VALUE = r"""
+_VALUE_PATTERNS = r"""
  (?P<private>-----BEGIN[A-Z ]*PRIVATE\ KEY-----[\s\S]*?-----END[A-Z ]*PRIVATE\ KEY-----)
 |(?P<url>(?<=://)[^/\s:@'"]+:[^/\s@'"]+(?=@))
 |(?P<bearer>\b[Bb]earer\s+[A-Za-z0-9\-._~+/]{8,}=*)
@@ -85,7 +88,7 @@ _SECRET_VALUE = r"""
    (?P<kv_val>"[^"]*"|'[^']*'|[^\s,;&"'}\]]+)
  )
 """
-_PII_VALUE = r"""
+_PII_PATTERNS = r"""
 |(?P<email>[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})
 |(?P<card>(?<![\d.])\d(?:[ -]?\d){12,18}(?![\d.]))
 """
@@ -111,7 +114,16 @@ def key_words(key: str) -> list[str]:
 class Redactor:
     """Replaces secrets with ``[REDACTED]``. Immutable after construction; thread-safe."""
 
-    __slots__ = ("_allow", "_extra", "_key_cache", "_patterns", "_value", "enabled", "pii")
+    __slots__ = (
+        "_allow",
+        "_extra",
+        "_key_cache",
+        "_patterns",
+        "_text_cache",
+        "_value",
+        "enabled",
+        "pii",
+    )
 
     def __init__(
         self,
@@ -128,9 +140,11 @@ class Redactor:
             "".join(key_words(k)) for k in keys if "".join(key_words(k))
         )  # compared without separators
         self._allow = tuple(p.lower() for p in (*DEFAULT_ALLOW, *allow))
-        self._value = re.compile(_SECRET_VALUE + (_PII_VALUE if pii else ""), re.VERBOSE)
+        self._value = re.compile(_VALUE_PATTERNS + (_PII_PATTERNS if pii else ""), re.VERBOSE)
         self._patterns = tuple(re.compile(p) for p in patterns)
         self._key_cache: dict[str, int] = {}  # 0 plain, 1 secret, 2 allowed
+        #: Short strings seen before (span names, models, tool names repeat all the time).
+        self._text_cache: dict[str, str] = {}
 
     # --- keys -----------------------------------------------------------------------------
 
@@ -152,7 +166,11 @@ class Redactor:
         words = key_words(key)
         for i, word in enumerate(words):
             if word in SECRET_WORDS:
-                if word == "token" and i + 1 < len(words) and words[i + 1] in NOT_SECRET_AFTER_TOKEN:
+                if (
+                    word == "token"
+                    and i + 1 < len(words)
+                    and words[i + 1] in NOT_SECRET_AFTER_TOKEN
+                ):
                     continue
                 return True
             if i + 1 < len(words) and (word, words[i + 1]) in SECRET_PAIRS:
@@ -186,9 +204,20 @@ class Redactor:
         """``text`` with every secret-looking part replaced (the same object when none)."""
         if not self.enabled or len(text) < 6:
             return text
+        short = len(text) <= 200
+        if short:
+            cached = self._text_cache.get(text)
+            if cached is not None:
+                return text if cached is _SAME else cached
         out = self._value.sub(self._replace, text)
         for pattern in self._patterns:
             out = pattern.sub(REDACTED, out)
+        if out == text:
+            out = text
+        if short:
+            if len(self._text_cache) >= 8192:
+                self._text_cache.clear()
+            self._text_cache[text] = _SAME if out is text else out
         return out
 
     def redact_value(self, key: str, value: Any) -> Any:

@@ -243,7 +243,9 @@ class Runtime:
             stream._pharos = True  # type: ignore[attr-defined]
             root.addHandler(stream)
             self._root_handlers.append(stream)
-        level = cfg.log_level or ("INFO" if unconfigured and root.level == logging.WARNING else None)
+        level = cfg.log_level or (
+            "INFO" if unconfigured and root.level == logging.WARNING else None
+        )
         if level is not None:
             self._root_level = root.level
             root.setLevel(level)
@@ -257,8 +259,10 @@ class Runtime:
             import structlog
 
             if not explicit and structlog.is_configured():
-                log.debug("pharos: structlog is configured by the app; add "
-                          "pharos.structlog_processor() to its processors to send its logs")
+                log.debug(
+                    "pharos: structlog is configured by the app; add "
+                    "pharos.structlog_processor() to its processors to send its logs"
+                )
                 return
             level = logging.getLevelName(self.config.log_level or "INFO")
             structlog.configure(

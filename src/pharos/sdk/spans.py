@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
 from types import TracebackType
-from typing import Any, ClassVar, TypeVar, overload
+from typing import Any, ClassVar, TypeVar, cast, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -240,7 +240,11 @@ class LLMCall(SpanHandle):
             counts = (
                 ("gen_ai.usage.input_tokens", input_tokens, "input_tokens"),
                 ("gen_ai.usage.output_tokens", output_tokens, "output_tokens"),
-                ("gen_ai.usage.cache_read.input_tokens", cached_input_tokens, "cached_input_tokens"),
+                (
+                    "gen_ai.usage.cache_read.input_tokens",
+                    cached_input_tokens,
+                    "cached_input_tokens",
+                ),
             )
             for key, given, found_key in counts:
                 value = given if given is not None else found.get(found_key)
@@ -336,43 +340,66 @@ def _is_failure(exc: BaseException) -> bool:
     return not (isinstance(exc, SystemExit) and exc.code in (0, None))
 
 
+_attach = otel_context.attach
+_detach = otel_context.detach
+_in_context = trace.set_span_in_context
+
+
 class _Active:
     """One execution of an instrumented block: its span and the context it activates."""
 
-    __slots__ = ("_tokens", "handle", "inst", "request_id", "span")
+    __slots__ = (
+        "agent",
+        "handle",
+        "inst",
+        "recording",
+        "request_id",
+        "span",
+        "t_agent",
+        "t_handle",
+        "t_otel",
+        "t_rid",
+    )
 
-    def __init__(self, inst: Instrument, span: Span, handle: SpanHandle) -> None:
+    def __init__(self, inst: Instrument, span: Span, handle: SpanHandle, recording: bool) -> None:
         self.inst = inst
         self.span = span
         self.handle = handle
+        self.recording = recording
+        self.agent = inst.name if inst.kind == AGENT else None
         self.request_id: str | None = None
-        self._tokens: list[tuple[Any, Any]] = []
+        self.t_otel: object | None = None
+        self.t_handle: Token[SpanHandle | None] | None = None
+        self.t_agent: Token[str | None] | None = None
+        self.t_rid: Token[str | None] | None = None
 
     def activate(self) -> None:
         try:
-            tokens = self._tokens
-            tokens.append((None, otel_context.attach(trace.set_span_in_context(self.span))))
-            tokens.append((current_handle, current_handle.set(self.handle)))
-            if self.inst.kind == AGENT:
-                tokens.append((ctx.current_agent, ctx.current_agent.set(self.inst.name)))
+            self.t_otel = _attach(_in_context(self.span))
+            self.t_handle = current_handle.set(self.handle)
+            if self.agent is not None:
+                self.t_agent = ctx.current_agent.set(self.agent)
                 if self.request_id is not None:
-                    tokens.append(
-                        (ctx.current_request_id, ctx.current_request_id.set(self.request_id))
-                    )
+                    self.t_rid = ctx.current_request_id.set(self.request_id)
         except Exception as exc:
             internal_error("activate span", exc)
 
     def deactivate(self) -> None:
-        tokens = self._tokens
-        while tokens:
-            var, token = tokens.pop()
-            try:
-                if var is None:
-                    otel_context.detach(token)
-                else:
-                    var.reset(token)
-            except Exception as exc:  # a token from another context: leave it be
-                internal_error("deactivate span", exc)
+        try:
+            if self.t_rid is not None:
+                ctx.current_request_id.reset(self.t_rid)
+                self.t_rid = None
+            if self.t_agent is not None:
+                ctx.current_agent.reset(self.t_agent)
+                self.t_agent = None
+            if self.t_handle is not None:
+                current_handle.reset(self.t_handle)
+                self.t_handle = None
+        except Exception as exc:  # a token from another context: leave it be
+            internal_error("deactivate span", exc)
+        if self.t_otel is not None:
+            _detach(self.t_otel)  # type: ignore[arg-type]  # logs (never raises) on a bad token
+            self.t_otel = None
 
     def item(self, value: Any) -> None:
         """A value yielded by an instrumented generator."""
@@ -387,20 +414,27 @@ class _Active:
     def end(self, exc: BaseException | None, result: Any = None, has_result: bool = False) -> None:
         try:
             span = self.span
-            if span.is_recording():
-                if exc is not None and _is_failure(exc):
-                    _record_error(span, exc)
+            if self.recording:
+                if exc is not None:
+                    if _is_failure(exc):
+                        _record_error(span, exc)
                 elif has_result:
-                    if self.inst.kind == LLM and isinstance(self.handle, LLMCall):
-                        if usage_from_response(result):
-                            self.handle.record(response=result)
-                    if result is not None:
-                        self.handle.set_output(result)
+                    handle = self.handle
+                    if (
+                        self.inst.kind == LLM
+                        and isinstance(handle, LLMCall)
+                        and usage_from_response(result)
+                    ):
+                        handle.record(response=result)
+                    if result is not None and handle._capture:
+                        handle.set_output(result)
             span.end()
         except Exception as err:
             internal_error("end span", err)
 
-    def close(self, exc: BaseException | None, result: Any = None, has_result: bool = False) -> None:
+    def close(
+        self, exc: BaseException | None, result: Any = None, has_result: bool = False
+    ) -> None:
         self.deactivate()
         self.end(exc, result, has_result)
 
@@ -504,7 +538,8 @@ class Instrument:
                 if agent is not None and "gen_ai.agent.name" not in attrs:
                     attrs = {**attrs, "gen_ai.agent.name": agent}
             span = _tracer().start_span(self.span_name, kind=self.span_kind, attributes=attrs)
-            if span.is_recording():
+            recording = span.is_recording()
+            if recording:
                 capture, limit = _capture_settings(self.capture)
             else:
                 capture, limit = False, 4000
@@ -518,19 +553,19 @@ class Instrument:
                 )
             else:
                 handle = self.handle_cls(span, capture, limit)
-            active = _Active(self, span, handle)
+            active = _Active(self, span, handle, recording)
             if self.kind == AGENT:
                 rid = ctx.current_request_id.get()
                 if rid is None:
                     rid = ctx.new_request_id()
                     active.request_id = rid
-                if span.is_recording():
+                if recording:
                     span.set_attribute("pharos.request_id", rid)
             if capture and args is not None:
                 handle.set_input(self._inputs(args, kwargs or {}))
         except Exception as exc:
             internal_error("start span", exc)
-            active = _Active(self, INVALID_SPAN, _NOOP_HANDLE)
+            active = _Active(self, INVALID_SPAN, _NOOP_HANDLE, False)
         if activate:
             active.activate()
         return active
@@ -566,10 +601,11 @@ class Instrument:
 
     def __call__(self, fn: F) -> F:
         if isinstance(fn, staticmethod | classmethod):
-            return type(fn)(self(fn.__func__))  # type: ignore[return-value]
+            wrapped: Any = type(fn)(self(fn.__func__))
+            return cast(F, wrapped)
         if not callable(fn):
             raise TypeError(f"pharos.{self.kind}() decorates a function, not {type(fn).__name__}")
-        return _decorate(self._bound_to(fn), fn)
+        return cast(F, _decorate(self._bound_to(fn), fn))
 
 
 def _decorate(inst: Instrument, fn: Callable[..., Any]) -> Any:

@@ -41,7 +41,7 @@ def warn_once(key: str, message: str, *args: Any, level: int = logging.WARNING) 
                 return
             _warned.add(key)
         log.log(level, message, *args)
-    except Exception:  # logging itself failed (closed stream at exit): nothing else to do
+    except Exception:  # noqa: S110 (logging itself failed, e.g. a closed stream at exit)
         pass
 
 
