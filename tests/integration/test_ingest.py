@@ -21,6 +21,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from sqlalchemy import create_engine, func, select
 
 from pharos.server.app import create_app
+from pharos.server.db.schema import ROLLUP_TABLES, llm_usage_daily
 from pharos.server.db.schema import spans as spans_table
 from pharos.server.settings import Settings
 from tests.conftest import FIXTURES, RunningServer, ServerFactory
@@ -338,6 +339,57 @@ def test_agent_inherited_from_a_parent_stored_by_an_earlier_request(server: Runn
         "/api/v1/metrics/summary", params={"window": "400d", "agent": "planner"}
     ).json()
     assert summary["llm_calls"] == 1 and summary["tokens"]["input"] == 5
+
+
+def test_children_stored_before_their_agent_span_move_to_that_agent(
+    server: RunningServer,
+) -> None:
+    """Exporters send a span when it ends, so a run's model calls often arrive before the
+    agent span: once it arrives, their tokens and cost count for its agent, not the service."""
+    model = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.usage.input_tokens": 1000,
+        "gen_ai.usage.output_tokens": 100,
+    }
+    children = request(
+        [
+            span(0xF01, 2, 1, name="step"),
+            span(0xF01, 3, 2, name="chat gpt-4o-mini", attrs=model),
+            span(0xF01, 4, 2, name="chat gpt-4o-mini", attrs=model, error="boom"),
+            span(0xF01, 5, 3, name="inner"),
+        ],
+        service="svc",
+    )
+    agent = {"gen_ai.agent.name": "planner", "gen_ai.operation.name": "invoke_agent"}
+    root = request([span(0xF01, 1, attrs=agent, duration_ms=50)], service="svc")
+    for body in (children, root, children):  # and a resend changes nothing
+        resp = server.post("/v1/traces", content=body.SerializeToString(), headers=PROTOBUF)
+        assert resp.status_code == 200
+
+    engine = create_engine(server.settings.database_url)
+    with engine.connect() as conn:
+        stored = dict(conn.execute(select(spans_table.c.span_id, spans_table.c.agent)).all())
+        leftovers = {
+            name: conn.execute(
+                select(func.count()).select_from(table).where(table.c.agent == "svc")
+            ).scalar_one()
+            for name, table in {**ROLLUP_TABLES, "usage": llm_usage_daily}.items()
+        }
+    engine.dispose()
+    assert stored == {f"{i:016x}": "planner" for i in (1, 2, 3, 4, 5)}
+    assert leftovers == {"1m": 0, "1h": 0, "1d": 0, "usage": 0}
+
+    summary = server.get(
+        "/api/v1/metrics/summary", params={"window": "400d", "agent": "planner"}
+    ).json()
+    assert summary["requests"] == 1
+    assert summary["llm_calls"] == 2
+    assert summary["tokens"] == {"input": 2000, "output": 200, "cached": 0, "total": 2200}
+    # gpt-4o-mini: $0.15 / $0.60 per million input / output tokens
+    assert summary["cost_usd"] == pytest.approx(2 * (1000 * 0.15 + 100 * 0.60) / 1e6)
+    costs = server.get("/api/v1/costs", params={"window": "400d", "group_by": "agent"}).json()
+    assert [group["agent"] for group in costs["groups"]] == ["planner"]
 
 
 def test_head_healthz_for_load_balancers(server: RunningServer) -> None:

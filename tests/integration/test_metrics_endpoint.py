@@ -12,6 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import RunningServer
+from tests.log_helpers import log_record, logs_request
 from tests.otlp_helpers import PROTOBUF, request, span
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,6 +74,9 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def test_metrics_values(server: RunningServer) -> None:
     _seed(server)
+    logs_body = logs_request([log_record(f"line {i}") for i in range(3)]).SerializeToString()
+    for _ in range(2):  # the resend is counted as duplicates, not as ingested
+        assert server.post("/v1/logs", content=logs_body, headers=PROTOBUF).status_code == 200
     server.get("/api/v1/traces/" + "ab" * 16)  # a 404 on a templated route
     resp = server.get("/metrics")
     assert resp.status_code == 200
@@ -98,6 +102,8 @@ def test_metrics_values(server: RunningServer) -> None:
     assert s[("pharos_llm_cost_usd_total", (("agent", "alpha"), ("model", "gpt-x")))] == 1.5
     assert s[("pharos_alerts_firing", ())] == 0
     assert s[("pharos_spans_ingested_total", ())] == 20
+    assert s[("pharos_logs_ingested_total", ())] == 3
+    assert s[("pharos_logs_duplicate_total", ())] == 3
     assert s[("pharos_ingest_queue_capacity", ())] == server.settings.writer_queue_size
     routes = {dict(k[1]).get("route") for k in s if k[0].startswith("pharos_http_request")}
     assert "/api/v1/traces/{trace_id}" in routes

@@ -29,17 +29,21 @@ from pharos.server.cost.book import CostHook, PriceBook
 from pharos.server.db.engine import make_engine, make_writer_engine
 from pharos.server.db.migrate import current_revision, head_revision, upgrade
 from pharos.server.errors import install_error_handlers
+from pharos.server.ingest.error_store import record_log_errors, record_span_errors
 from pharos.server.ingest.grpc import OtlpGrpcServer
 from pharos.server.ingest.http import router as ingest_router
+from pharos.server.ingest.log_store import LOGS, LogStore
 from pharos.server.ingest.metric_store import METRIC_POINTS, store_metric_points
 from pharos.server.ingest.normalize import Limits
 from pharos.server.ingest.parsing import ParseConfig, Parser
 from pharos.server.ingest.writer import GroupCommitWriter
-from pharos.server.live import publish_ingested, start_live
+from pharos.server.live import publish_ingested, publish_logs, start_live
 from pharos.server.live.sse import router as live_sse_router
 from pharos.server.live.websocket import router as live_ws_router
 from pharos.server.prometheus import HttpMetricsMiddleware, Metrics, RollupCollector
 from pharos.server.query.api import router as query_router
+from pharos.server.query.errors_api import router as errors_router
+from pharos.server.query.logs_api import router as logs_router
 from pharos.server.query.metrics_api import router as otlp_metrics_router
 from pharos.server.responses import FastJSONResponse
 from pharos.server.settings import Settings
@@ -86,6 +90,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             bus = await start_live(app, stack, settings, engine, lambda: _firing_alerts(app))
             writer.on_commit = publish_ingested(bus)  # live `trace` events after each commit
             writer.stores[METRIC_POINTS] = store_metric_points
+            writer.stores[LOGS] = LogStore(on_errors=record_log_errors)  # + error groups
+            writer.span_steps.append(record_span_errors)  # exception events -> error groups
+            writer.on_commit_extras[LOGS] = publish_logs(bus)  # live `log` events
             writer.start()
             parser = Parser(
                 ParseConfig(
@@ -174,6 +181,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(live_ws_router)
     app.include_router(live_sse_router)
     app.include_router(otlp_metrics_router)
+    app.include_router(logs_router)
+    app.include_router(errors_router)
     app.include_router(cost_router)
     app.include_router(access_router)
     app.include_router(gateway_router)

@@ -182,8 +182,8 @@ class _TraceBuilder:
         output_tokens = max(1, int(rng.lognormvariate(4.0, 0.7)))
         ms_per_token = 3 if "mini" in model or "haiku" in model else 6
         duration_ms = (rng.lognormvariate(5.3, 0.4) + output_tokens * ms_per_token) * self.stress
-        if rng.random() < 0.01:  # the long tail: an overloaded provider
-            duration_ms *= rng.uniform(4, 12)
+        if rng.random() < 0.004:  # the long tail: an overloaded provider
+            duration_ms *= rng.uniform(3, 10)
         failed = rng.random() < 0.01 * self.stress
         end = start + int(duration_ms * MS)
         attrs: list[KeyValue]
@@ -256,8 +256,8 @@ class _TraceBuilder:
         rng, agent = self.rng, self.agent
         tool = rng.choice(agent.tools)
         duration_ms = rng.lognormvariate(4.0, 0.8) * self.stress
-        if rng.random() < 0.01:
-            duration_ms = rng.uniform(5_000, 20_000)  # a tool stuck on a slow backend
+        if rng.random() < 0.003:
+            duration_ms = rng.uniform(4_000, 12_000)  # a tool stuck on a slow backend
         failed = rng.random() < 0.02 * self.stress
         end = start + int(duration_ms * MS)
         if agent.openinference:

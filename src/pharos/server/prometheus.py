@@ -182,6 +182,12 @@ class RollupCollector(Collector):
         rejected.add_metric(["overloaded"], stats.rejected_overloaded)
         for reason, n in sorted(stats.failures.items()):
             rejected.add_metric([reason], n)
+        logs = CounterMetricFamily("pharos_logs_ingested", "Log records stored for the first time.")
+        logs.add_metric([], stats.extra_stored["logs"])
+        log_dupes = CounterMetricFamily(
+            "pharos_logs_duplicate", "Re-sent log records skipped (and identical ones)."
+        )
+        log_dupes.add_metric([], stats.extra_duplicate["logs"])
         txns = CounterMetricFamily("pharos_writer_transactions", "Writer transactions.")
         txns.add_metric([], stats.transactions)
         depth = GaugeMetricFamily("pharos_ingest_queue_depth", "Requests waiting for the writer.")
@@ -192,7 +198,7 @@ class RollupCollector(Collector):
             "pharos_writer_last_commit_seconds", "Duration of the last writer transaction."
         )
         last.add_metric([], stats.last_commit_seconds)
-        yield from (spans, dupes, reqs, rejected, txns, depth, capacity, last)
+        yield from (spans, dupes, logs, log_dupes, reqs, rejected, txns, depth, capacity, last)
 
 
 class Metrics:

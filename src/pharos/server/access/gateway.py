@@ -72,7 +72,12 @@ class Gateway:
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.gateway_timeout_seconds, connect=5.0),
             follow_redirects=False,
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+            # Idle pooled connections are closed after 2 s, before common upstream keep-alive
+            # timeouts (uvicorn and Node.js: 5 s): reusing one the upstream is closing at that
+            # moment fails the request with "server disconnected" (a spurious 502).
+            limits=httpx.Limits(
+                max_connections=256, max_keepalive_connections=64, keepalive_expiry=2.0
+            ),
         )
         self._lock = threading.Lock()
         self._agents: dict[str, tuple[float, AgentConfig | None]] = {}

@@ -99,10 +99,14 @@ class FiringIndex:
         self.by_agent: dict[str, int] = {}
         self.by_severity: dict[str, int] = {}
         self.items: list[dict[str, Any]] = []
+        #: Firing alerts above ``info`` (in all, by agent): what the health score counts.
+        self.serious = 0
+        self.serious_by_agent: dict[str, int] = {}
 
     def load(self, snapshot: list[Any]) -> None:
         by_agent: dict[str, int] = {}
         by_severity: dict[str, int] = {}
+        serious_by_agent: dict[str, int] = {}
         items = []
         for row in snapshot:
             by_severity[row.severity] = by_severity.get(row.severity, 0) + 1
@@ -110,6 +114,8 @@ class FiringIndex:
             agent = labels.get("agent")
             if agent:
                 by_agent[agent] = by_agent.get(agent, 0) + 1
+                if row.severity != "info":
+                    serious_by_agent[agent] = serious_by_agent.get(agent, 0) + 1
             items.append((_SEVERITY_RANK.get(row.severity, 9), -(row.fired_ns or 0), row, labels))
         items.sort(key=lambda t: (t[0], t[1], t[2].id))
         self.items = [
@@ -128,9 +134,15 @@ class FiringIndex:
             for _, _, row, labels in items[: self.MAX_ITEMS]
         ]
         self.total, self.by_agent, self.by_severity = len(snapshot), by_agent, by_severity
+        self.serious = len(snapshot) - by_severity.get("info", 0)
+        self.serious_by_agent = serious_by_agent
 
     def __call__(self, agent: str | None = None) -> int:
         return self.total if agent is None else self.by_agent.get(agent, 0)
+
+    def for_health(self, agent: str | None = None) -> int:
+        """Firing alerts the health score counts: ``info`` alerts inform, they do not degrade."""
+        return self.serious if agent is None else self.serious_by_agent.get(agent, 0)
 
 
 class AlertEngine:

@@ -29,6 +29,7 @@ from pharos.server.analytics.summary import (
     trends,
 )
 from pharos.server.errors import ApiError
+from pharos.server.query.errors import top_error_groups
 from pharos.server.query.traces import trace_summary
 from pharos.server.responses import FastJSONResponse
 from pharos.server.settings import Settings
@@ -75,9 +76,12 @@ def _thresholds(request: Request) -> HealthThresholds:
     )
 
 
-def _firing(request: Request, agent: str | None = None) -> int:
-    """Firing alerts, from the alerting room once it is wired (0 until then)."""
+def _firing(request: Request, agent: str | None = None, *, for_health: bool = True) -> int:
+    """Firing alerts, from the alerting room once it is wired (0 until then). For the health
+    score only those above ``info`` count."""
     counter = getattr(request.app.state, "firing_alerts", None)
+    if for_health:
+        counter = getattr(counter, "for_health", counter)
     return int(counter(agent)) if callable(counter) else 0
 
 
@@ -306,22 +310,26 @@ async def overview(request: Request, engine: EngineDep, window: Window = "1h") -
         with engine.connect() as conn:
             errors = store.recent_error_traces(conn, 10)
             slow = store.slowest_traces(conn, (end_s - window_s) * 10**9, 5)
+            top_errors = top_error_groups(conn, end_s - window_s, end_s, 5)
         return {
             "summary": summary,
             "top_agents": table[:5],
             "recent_errors": [trace_summary(r) for r in errors],
+            "top_errors": top_errors,
             "slow_traces": [trace_summary(r) for r in slow],
         }
 
     data = await anyio.to_thread.run_sync(run)
-    firing = _firing(request)
     writer = request.app.state.writer
     return FastJSONResponse(
         {
             "window": window,
             **data,
-            "health": _global_health(data["summary"], firing, t, window),
-            "alerts": {"firing": firing, "items": _firing_items(request)},
+            "health": _global_health(data["summary"], _firing(request), t, window),
+            "alerts": {
+                "firing": _firing(request, for_health=False),
+                "items": _firing_items(request),
+            },
             "ingest": {
                 "writer": "running" if writer.running else "stopped",
                 "queue_depth": writer.queue_depth,

@@ -49,6 +49,31 @@ class RollupDelta:
         self.histogram.update(other.histogram)
 
 
+def moved_deltas(
+    before: Iterable[SpanRecord], after: Iterable[SpanRecord], seconds: int
+) -> dict[RollupKey, RollupDelta]:
+    """Deltas that move stored spans from the rows ``before`` counted them in to the rows of
+    ``after`` (the same spans with another agent). The old rows keep their max duration."""
+    deltas = rollup_deltas(after, seconds)
+    for key, old in rollup_deltas(before, seconds).items():
+        target = deltas.get(key)
+        if target is None:
+            target = deltas[key] = RollupDelta()
+        target.add(
+            RollupDelta(
+                count=-old.count,
+                errors=-old.errors,
+                duration_sum_ms=-old.duration_sum_ms,
+                input_tokens=-old.input_tokens,
+                output_tokens=-old.output_tokens,
+                cached_tokens=-old.cached_tokens,
+                cost_nanousd=-old.cost_nanousd,
+                histogram=Counter({b: -n for b, n in old.histogram.items()}),
+            )
+        )
+    return deltas
+
+
 def rollup_kinds(record: SpanRecord) -> list[tuple[str, str]]:
     """The (kind, model) rollup rows a span counts in."""
     out: list[tuple[str, str]] = []

@@ -19,11 +19,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pharos.server.cost.prices import Price, PriceTable, bundled_table, call_cost_nanousd
-from pharos.server.cost.usage import USAGE_VALUES, usage_deltas
+from pharos.server.cost.usage import USAGE_VALUES, UsageDelta, UsageKey, usage_deltas
 from pharos.server.db.schema import llm_usage_daily, model_prices
 from pharos.server.ingest.normalize import MODEL_CALL_KINDS, SpanRecord
 
@@ -172,7 +172,36 @@ class CostHook:
 
     def record(self, conn: Connection, new: Sequence[SpanRecord]) -> None:
         """Add the stored model calls to ``llm_usage_daily`` (inside the writer's transaction)."""
-        deltas = usage_deltas(new, MODEL_CALL_KINDS)
+        self._add(conn, usage_deltas(new, MODEL_CALL_KINDS))
+
+    def move(
+        self, conn: Connection, before: Sequence[SpanRecord], after: Sequence[SpanRecord]
+    ) -> None:
+        """Move stored model calls between agents (ingest/adopt.py): take off what ``before``
+        added, add ``after``."""
+        deltas = usage_deltas(after, MODEL_CALL_KINDS)
+        for key, delta in usage_deltas(before, MODEL_CALL_KINDS).items():
+            target = deltas.setdefault(key, UsageDelta())
+            target.subtract(delta)
+        self._add(conn, deltas)
+        emptied = [key for key, delta in deltas.items() if delta.calls < 0]
+        if emptied:  # an agent's row that only held the moved calls goes
+            t = llm_usage_daily.c
+            conn.execute(
+                delete(llm_usage_daily).where(
+                    t.day == bindparam("k_day"),
+                    t.agent == bindparam("k_agent"),
+                    t.model == bindparam("k_model"),
+                    t.prompt_hash == bindparam("k_hash"),
+                    t.calls <= 0,
+                ),
+                [
+                    {"k_day": d, "k_agent": a, "k_model": m, "k_hash": h}
+                    for d, a, m, h in sorted(emptied)
+                ],
+            )
+
+    def _add(self, conn: Connection, deltas: Mapping[UsageKey, UsageDelta]) -> None:
         if not deltas:
             return
         rows = [

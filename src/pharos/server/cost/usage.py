@@ -60,6 +60,15 @@ class UsageDelta:
     cost_nanousd: int = 0
     error_cost_nanousd: int = 0
 
+    def subtract(self, other: UsageDelta) -> None:
+        self.calls -= other.calls
+        self.errors -= other.errors
+        self.input_tokens -= other.input_tokens
+        self.output_tokens -= other.output_tokens
+        self.cached_tokens -= other.cached_tokens
+        self.cost_nanousd -= other.cost_nanousd
+        self.error_cost_nanousd -= other.error_cost_nanousd
+
     def values(self) -> tuple[int, ...]:
         return (
             self.calls,

@@ -391,6 +391,14 @@ logs = Table(
     Index("ix_logs_agent_time_ns", "agent", "time_ns"),
     Index("ix_logs_severity_number_time_ns", "severity_number", "time_ns"),
 )
+# Text search over log bodies (GET /api/v1/logs?q=, ILIKE '%..%'): a pg_trgm GIN index on
+# PostgreSQL (migration 0007). SQLite has the FTS5 trigram table ``logs_fts`` instead (0003).
+Index(
+    "ix_logs_body_trgm",
+    logs.c.body,
+    postgresql_using="gin",
+    postgresql_ops={"body": "gin_trgm_ops"},
+).ddl_if(dialect="postgresql")
 
 error_groups = Table(
     "error_groups",

@@ -1,4 +1,5 @@
-"""OTLP/gRPC ingest on port 4317: ``TraceService/Export`` and ``MetricsService/Export``.
+"""OTLP/gRPC ingest on port 4317: ``TraceService/Export``, ``MetricsService/Export`` and
+``LogsService/Export``.
 
 The server is a ``grpc.aio`` server started in the app's lifespan, in the same event loop as
 FastAPI, so it shares the app's parser (decode + normalize, possibly in worker processes) and
@@ -23,10 +24,12 @@ from typing import Any
 import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from pharos.server.ingest.decode import PROTOBUF, DecodeError
+from pharos.server.ingest.log_store import LOGS, logs_response
 from pharos.server.ingest.metric_store import METRIC_POINTS, metrics_response
 from pharos.server.ingest.parsing import Parser
 from pharos.server.ingest.writer import GroupCommitWriter, Overloaded, Unavailable
@@ -35,6 +38,7 @@ log = logging.getLogger("pharos.ingest.grpc")
 
 TRACE_SERVICE = trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name
 METRICS_SERVICE = metrics_service_pb2.DESCRIPTOR.services_by_name["MetricsService"].full_name
+LOGS_SERVICE = logs_service_pb2.DESCRIPTOR.services_by_name["LogsService"].full_name
 
 #: An export handler: raw request bytes in, serialized response bytes out, or an ExportError.
 Handler = Callable[[bytes], Awaitable[bytes]]
@@ -73,6 +77,7 @@ class OtlpGrpcServer:
         self._handlers: dict[str, dict[str, Handler]] = {
             TRACE_SERVICE: {"Export": self._export_traces},
             METRICS_SERVICE: {"Export": self._export_metrics},
+            LOGS_SERVICE: {"Export": self._export_logs},
         }
 
     def add_service(self, service: str, handler: Handler) -> None:
@@ -167,6 +172,11 @@ class OtlpGrpcServer:
         batch = await self._run(self._parser.parse_metrics(body, PROTOBUF, None))
         await self._run(self._writer.write(extras={METRIC_POINTS: batch.points}))
         return bytes(metrics_response(batch).SerializeToString())
+
+    async def _export_logs(self, body: bytes) -> bytes:
+        batch = await self._run(self._parser.parse_logs(body, PROTOBUF, None))
+        await self._run(self._writer.write(extras={LOGS: batch.logs}))
+        return bytes(logs_response(batch).SerializeToString())
 
     async def _run(self, step: Awaitable[Any]) -> Any:
         """Await one step of the ingest path, mapping its failures onto gRPC statuses."""

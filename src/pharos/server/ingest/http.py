@@ -1,4 +1,5 @@
-"""OTLP/HTTP routes: ``POST /v1/traces`` (protobuf or JSON, optionally gzip).
+"""OTLP/HTTP routes: ``POST /v1/traces``, ``/v1/metrics`` and ``/v1/logs`` (protobuf or JSON,
+optionally gzip).
 
 Thin: check the content type, read the body within limits, decode + normalize off the event
 loop, hand the records to the group-commit writer and answer only once they are committed.
@@ -30,6 +31,7 @@ from pharos.server.ingest.decode import (
     UnsupportedContentType,
     media_type,
 )
+from pharos.server.ingest.log_store import LOGS, logs_response
 from pharos.server.ingest.metric_store import METRIC_POINTS, metrics_response
 from pharos.server.ingest.parsing import Parser
 from pharos.server.ingest.writer import GroupCommitWriter, Overloaded, Unavailable
@@ -166,6 +168,48 @@ async def export_metrics(
     except RuntimeError as exc:
         return _otlp_error(500, _GRPC_INTERNAL, str(exc), content_type)
     response = metrics_response(batch)
+    if content_type == PROTOBUF:
+        return Response(response.SerializeToString(), media_type=PROTOBUF)
+    return Response(json_format.MessageToJson(response, indent=None), media_type="application/json")
+
+
+@router.post(
+    "/v1/logs",
+    summary="OTLP/HTTP logs export",
+    responses={400: {}, 413: {}, 415: {}, 503: {}},
+)
+async def export_logs(
+    request: Request, settings: SettingsDep, writer: WriterDep, parser: ParserDep
+) -> Response:
+    try:
+        content_type = media_type(request.headers.get("content-type"))
+    except UnsupportedContentType as exc:
+        return error_response(415, str(exc))
+    retry = {"Retry-After": str(settings.retry_after_seconds)}
+    try:
+        body = await read_limited(
+            request.stream(), request.headers.get("content-length"), settings.max_body_bytes
+        )
+        batch = await parser.parse_logs(body, content_type, request.headers.get("content-encoding"))
+    except BodyTooLarge as exc:
+        return _otlp_error(413, _GRPC_INVALID_ARGUMENT, str(exc), content_type)
+    except UnsupportedEncoding as exc:
+        return _otlp_error(415, _GRPC_INVALID_ARGUMENT, str(exc), content_type)
+    except (BadEncoding, DecodeError) as exc:
+        return _otlp_error(400, _GRPC_INVALID_ARGUMENT, str(exc), content_type)
+    except Unavailable as exc:
+        return _otlp_error(503, _GRPC_UNAVAILABLE, f"{exc}; retry later", content_type, retry)
+    try:
+        await writer.write(extras={LOGS: batch.logs})
+    except Overloaded:
+        return _otlp_error(
+            503, _GRPC_RESOURCE_EXHAUSTED, "ingest queue is full; retry later", content_type, retry
+        )
+    except Unavailable as exc:
+        return _otlp_error(503, _GRPC_UNAVAILABLE, f"{exc}; retry later", content_type, retry)
+    except RuntimeError as exc:
+        return _otlp_error(500, _GRPC_INTERNAL, str(exc), content_type)
+    response = logs_response(batch)
     if content_type == PROTOBUF:
         return Response(response.SerializeToString(), media_type=PROTOBUF)
     return Response(json_format.MessageToJson(response, indent=None), media_type="application/json")

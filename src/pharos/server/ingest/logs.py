@@ -266,7 +266,7 @@ def _normalize(
         exc_type = attrs.get("exception.type")
         exc_message = attrs.get("exception.message")
         stack = attrs.get("exception.stacktrace")
-        log.exc_type = _text(str(exc_type)) if exc_type else None
+        log.exc_type = (_text(str(exc_type)).strip()[:256] or None) if exc_type else None
         log.exc_message = _text(str(exc_message)) if exc_message else (body or None)
         log.stacktrace = _text(str(stack)) if stack else None
         log.fingerprint = fingerprint(log.exc_type or f"log:{level}", log.exc_message)

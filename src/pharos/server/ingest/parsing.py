@@ -24,6 +24,7 @@ import anyio
 
 from pharos.server.ingest.body import decode_content
 from pharos.server.ingest.decode import decode_traces
+from pharos.server.ingest.logs import NormalizedLogs, decode_logs, normalize_logs
 from pharos.server.ingest.metrics import MetricBatch, decode_metrics, normalize_metrics
 from pharos.server.ingest.normalize import Limits, NormalizedBatch, normalize_traces
 from pharos.server.ingest.writer import Unavailable
@@ -84,6 +85,19 @@ def _parse_metrics_in_worker(body: bytes, content_type: str, encoding: str | Non
     return parse_metrics_body(body, content_type, encoding, _worker_config)
 
 
+def parse_logs_body(
+    body: bytes, content_type: str, encoding: str | None, config: ParseConfig
+) -> NormalizedLogs:
+    """Decompress, decode and normalize one OTLP logs request body (pure CPU work)."""
+    raw = decode_content(body, encoding, config.max_decompressed_bytes)
+    return normalize_logs(decode_logs(raw, content_type), config.limits)
+
+
+def _parse_logs_in_worker(body: bytes, content_type: str, encoding: str | None) -> NormalizedLogs:
+    assert _worker_config is not None
+    return parse_logs_body(body, content_type, encoding, _worker_config)
+
+
 class Parser:
     def __init__(self, config: ParseConfig, workers: int = 0) -> None:
         self.config = config
@@ -117,6 +131,11 @@ class Parser:
         return await self.run(
             parse_metrics_body, _parse_metrics_in_worker, body, content_type, encoding
         )
+
+    async def parse_logs(
+        self, body: bytes, content_type: str, encoding: str | None
+    ) -> NormalizedLogs:
+        return await self.run(parse_logs_body, _parse_logs_in_worker, body, content_type, encoding)
 
     async def run(
         self,

@@ -30,9 +30,11 @@ from pharos.server.analytics.rollups import (
     RollupDelta,
     RollupKey,
     coarsen,
+    moved_deltas,
     rollup_deltas,
 )
 from pharos.server.db.schema import ROLLUP_TABLES, spans, traces
+from pharos.server.ingest.adopt import Moved, adopt_descendants
 from pharos.server.ingest.normalize import RANK_EXPLICIT, SpanRecord, TraceDelta, trace_deltas
 
 if TYPE_CHECKING:
@@ -95,6 +97,10 @@ class WriterStats:
     spans_stored: int = 0
     spans_duplicate: int = 0
     rejected_overloaded: int = 0
+    #: Records of other signals (by store name: ``logs``, ``metric_points``) stored for the
+    #: first time, and re-sent ones skipped.
+    extra_stored: Counter[str] = field(default_factory=Counter)
+    extra_duplicate: Counter[str] = field(default_factory=Counter)
     failures: Counter[str] = field(default_factory=Counter)
     last_commit_seconds: float = 0.0
     last_error: str | None = None
@@ -112,6 +118,9 @@ class GroupCommitWriter:
         self.span_steps: list[Callable[[Connection, Sequence[SpanRecord]], None]] = []
         #: Called on the event loop after a request's spans are committed (live/ events).
         self.on_commit: Callable[[Sequence[SpanRecord], WriteResult], None] | None = None
+        #: By store name: called on the event loop after a request's records of that signal
+        #: are committed, with the records and how many were new (live ``log`` events).
+        self.on_commit_extras: dict[str, Callable[[Sequence[Any], int], None]] = {}
         self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=queue_size)
         self._batch_spans = batch_spans
         self._thread: threading.Thread | None = None
@@ -212,6 +221,10 @@ class GroupCommitWriter:
         result = await asyncio.shield(job.future)
         if self.on_commit is not None and records:
             self.on_commit(records, result)
+        for name, items in extras.items():
+            hook = self.on_commit_extras.get(name)
+            if hook is not None:
+                hook(items, result.extra_stored.get(name, 0))
         return result
 
     # --- the thread ---------------------------------------------------------------------------
@@ -301,6 +314,11 @@ class GroupCommitWriter:
                 self._upsert_rollups(conn, new)
                 if self.cost is not None:
                     self.cost.record(conn, new)
+                moved = adopt_descendants(conn, new)  # children that came before their agent
+                if moved is not None:
+                    self._move_rollups(conn, moved)
+                    if self.cost is not None:
+                        self.cost.move(conn, moved.before, moved.after)
                 for step in self.span_steps:
                     step(conn, new)
             for index, job in enumerate(jobs):
@@ -317,6 +335,11 @@ class GroupCommitWriter:
         self.stats.requests += len(jobs)
         self.stats.spans_stored += len(new)
         self.stats.spans_duplicate += len(rows) - len(new) + sum(per_job_dupes)
+        for index, job in enumerate(jobs):
+            for name, items in job.extras.items():
+                n = extra_stored[index].get(name, 0)
+                self.stats.extra_stored[name] += n
+                self.stats.extra_duplicate[name] += len(items) - n
         self.stats.last_commit_seconds = time.perf_counter() - started
         self.stats.last_error = None  # /readyz shows a writer error only while it lasts
         return results
@@ -450,6 +473,23 @@ class GroupCommitWriter:
             deltas = minute if name == "1m" else coarsen(minute, seconds)
             if deltas:
                 self._merge_rollups(conn, name, deltas)
+
+    def _move_rollups(self, conn: Connection, moved: Moved) -> None:
+        """Move re-attributed spans' counts between agents' rollup rows (same transaction)."""
+        for name, seconds in RESOLUTIONS.items():
+            deltas = moved_deltas(moved.before, moved.after, seconds)
+            if not deltas:
+                continue
+            self._merge_rollups(conn, name, deltas)
+            emptied = sorted(key for key, delta in deltas.items() if delta.count < 0)
+            if emptied:  # a row that only held the moved spans goes
+                mark = "?" if self._sqlite else "%s"
+                conn.exec_driver_sql(
+                    f"DELETE FROM {ROLLUP_TABLES[name].name} WHERE "
+                    + " AND ".join(f"{c} = {mark}" for c in ROLLUP_KEY)
+                    + " AND count <= 0",
+                    emptied,
+                )
 
     def _merge_rollups(
         self, conn: Connection, name: str, deltas: dict[RollupKey, RollupDelta]

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
-from pharos.server.live.bus import MemoryBus, ingested_event, make_bus
+from pharos.server.live.bus import MemoryBus, ingested_event, logs_event, make_bus
 from pharos.server.live.stream import SummaryTicker, cancel, watch_alerts
 
 if TYPE_CHECKING:
@@ -56,6 +56,21 @@ def publish_ingested(bus: MemoryBus) -> Callable[[Sequence[SpanRecord], Any], No
             bus.publish(ingested_event(records, getattr(result, "stored", len(records))))
         except Exception:
             log.exception("publishing a live trace event failed")
+
+    return hook
+
+
+def publish_logs(bus: MemoryBus) -> Callable[[Sequence[Any], int], None]:
+    """The writer's ``on_commit_extras["logs"]`` hook: a ``log`` event after each committed
+    request that stored new log records (the dashboard's live tail refetches on it)."""
+
+    def hook(records: Sequence[Any], stored: int) -> None:
+        if not stored:
+            return
+        try:
+            bus.publish(logs_event(records, stored))
+        except Exception:
+            log.exception("publishing a live log event failed")
 
     return hook
 

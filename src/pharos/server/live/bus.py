@@ -199,3 +199,23 @@ def ingested_event(records: Sequence[SpanRecord], stored: int) -> dict[str, Any]
 
 def _agents(records: Iterable[SpanRecord]) -> set[str]:
     return {r.agent for r in records}
+
+
+def logs_event(records: Sequence[Any], stored: int) -> dict[str, Any]:
+    """A small ``log`` event: how many log records were stored, by level, agent and trace."""
+    levels: dict[str, int] = {}
+    agents: set[str] = set()
+    trace_ids: list[str] = []
+    for r in records:
+        levels[r.level] = levels.get(r.level, 0) + 1
+        agents.add(r.agent)
+        if r.trace_id and r.trace_id not in trace_ids and len(trace_ids) < MAX_TRACES_PER_EVENT:
+            trace_ids.append(r.trace_id)
+    return {
+        "type": "log",
+        "records": len(records),
+        "stored": stored,
+        "levels": levels,
+        "agents": sorted(agents),
+        "trace_ids": trace_ids,
+    }

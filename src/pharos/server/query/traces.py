@@ -12,6 +12,7 @@ from sqlalchemy import Engine, and_, func, or_, select
 
 from pharos.server.analytics.bottlenecks import analyze, ms, span_timing
 from pharos.server.db.schema import spans, traces
+from pharos.server.query.logs import logs_of_trace
 from pharos.server.query.tree import AGENT_KEYS, build_tree
 from pharos.server.timeparse import iso_from_ns
 
@@ -166,6 +167,10 @@ def _span_out(row: Any, trace_start_ns: int) -> dict[str, Any]:
     }
 
 
+#: Most logs listed with a trace (the log explorer pages through the rest).
+MAX_TRACE_LOGS = 1000
+
+
 def get_trace(engine: Engine, trace_id: str, *, max_spans: int) -> dict[str, Any] | None:
     with engine.connect() as conn:
         summary = conn.execute(select(traces).where(traces.c.trace_id == trace_id)).first()
@@ -177,6 +182,7 @@ def get_trace(engine: Engine, trace_id: str, *, max_spans: int) -> dict[str, Any
             .order_by(spans.c.start_ns, spans.c.span_id)
             .limit(max_spans + 1)
         ).all()
+        trace_logs, logs_truncated = logs_of_trace(conn, trace_id, MAX_TRACE_LOGS)
     truncated = len(rows) > max_spans
     rows = rows[:max_spans]
     ordered, roots = build_tree([_span_out(r, summary.start_ns) for r in rows])
@@ -194,6 +200,8 @@ def get_trace(engine: Engine, trace_id: str, *, max_spans: int) -> dict[str, Any
         "spans": ordered,
         "truncated": truncated,
         "bottlenecks": analysis.to_dict(),
+        "logs": trace_logs,
+        "logs_truncated": logs_truncated,
     }
 
 

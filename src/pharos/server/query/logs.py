@@ -1,0 +1,195 @@
+"""Log queries: the explorer's paged list (newest first) and the logs of one trace.
+
+Text search (``q``) is a case-insensitive substring match over the body:
+
+- **SQLite**: the FTS5 trigram index ``logs_fts`` (migration 0003). A query of 3 characters or
+  more first asks the index how many logs contain it, up to :data:`FTS_SMALL`; when that is all
+  of them, those few rows are read through the index. A very common text (more matches than
+  that) is found faster by walking the time index newest first and testing each body with
+  ``LIKE`` (the page fills after a few thousand rows). Texts shorter than 3 characters cannot
+  use trigrams and always take the ``LIKE`` walk. ``LIKE`` folds ASCII letters only; the index
+  folds all of Unicode.
+- **PostgreSQL**: ``ILIKE`` backed by the pg_trgm GIN index ``ix_logs_body_trgm`` (migration
+  0007); the planner picks that index or the time index by its estimate of how many rows match.
+
+Logs link to their trace at query time (``traces`` is looked up for the page's trace ids), so a
+log that arrived before its trace links up as soon as the trace is stored.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Engine, and_, column, select, text, tuple_
+
+from pharos.server.db.schema import logs, traces
+from pharos.server.timeparse import iso_from_ns
+
+#: Above this many FTS matches, SQLite walks the time index instead (see the module doc).
+FTS_SMALL = 2000
+#: Trigram search needs at least this many characters.
+TRIGRAM = 3
+
+
+class BadCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class LogFilter:
+    min_severity: int | None = None
+    agent: str | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
+    since_ns: int | None = None
+    until_ns: int | None = None
+    q: str | None = None
+
+
+def encode_cursor(time_ns: int, row_id: int) -> str:
+    raw = orjson.dumps([time_ns, row_id])
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        time_ns, row_id = orjson.loads(raw)
+    except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
+        raise BadCursor("cursor is not one this server returned") from None
+    if type(time_ns) is not int or type(row_id) is not int:
+        raise BadCursor("cursor is not one this server returned")
+    return time_ns, row_id
+
+
+def like_pattern(text: str) -> str:
+    """``%text%`` with LIKE's wildcards escaped (escape character ``\\``)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def fts_phrase(text: str) -> str:
+    """An FTS5 query matching ``text`` as a substring (trigram tokenizer): one quoted phrase."""
+    return '"' + text.replace('"', '""') + '"'
+
+
+def trace_path(trace_id: str) -> str:
+    return f"/api/v1/traces/{trace_id}"
+
+
+def log_out(row: Any, existing_traces: set[str]) -> dict[str, Any]:
+    body: Any = row.body
+    if row.body_json:
+        try:
+            body = orjson.loads(row.body)
+        except orjson.JSONDecodeError:
+            body = row.body
+    trace = None
+    if row.trace_id:
+        exists = row.trace_id in existing_traces
+        trace = {
+            "trace_id": row.trace_id,
+            "exists": exists,
+            "path": trace_path(row.trace_id) if exists else None,
+        }
+    return {
+        "log_id": row.log_id,
+        "time": iso_from_ns(row.time_ns),
+        "observed_time": iso_from_ns(row.observed_ns),
+        "level": row.level,
+        "severity_number": row.severity_number,
+        "severity_text": row.severity_text,
+        "body": body,
+        "body_type": "json" if row.body_json else "string",
+        "agent": row.agent,
+        "service": row.service,
+        "scope": row.scope,
+        "trace_id": row.trace_id,
+        "span_id": row.span_id,
+        "trace": trace,
+        "attributes": orjson.loads(row.attributes),
+        "resource": orjson.loads(row.resource),
+    }
+
+
+def existing_trace_ids(conn: Connection, trace_ids: set[str]) -> set[str]:
+    """Which of ``trace_ids`` have a ``traces`` row (spans stored)."""
+    if not trace_ids:
+        return set()
+    found = conn.execute(
+        select(traces.c.trace_id).where(traces.c.trace_id.in_(sorted(trace_ids)))
+    ).scalars()
+    return set(found)
+
+
+def _conditions(flt: LogFilter) -> list[Any]:
+    c = logs.c
+    out: list[Any] = []
+    if flt.min_severity is not None:
+        out.append(c.severity_number >= flt.min_severity)
+    if flt.agent:
+        out.append(c.agent == flt.agent)
+    if flt.trace_id:
+        out.append(c.trace_id == flt.trace_id)
+    if flt.span_id:
+        out.append(c.span_id == flt.span_id)
+    if flt.since_ns is not None:
+        out.append(c.time_ns >= flt.since_ns)
+    if flt.until_ns is not None:
+        out.append(c.time_ns < flt.until_ns)
+    return out
+
+
+def _sqlite_text(conn: Connection, q: str) -> Any:
+    """The text condition on SQLite: through the trigram index when few logs match."""
+    if len(q) >= TRIGRAM:
+        phrase = fts_phrase(q)
+        matches = conn.exec_driver_sql(
+            "SELECT count(*) FROM (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ? LIMIT ?)",
+            (phrase, FTS_SMALL + 1),
+        ).scalar_one()
+        if matches <= FTS_SMALL:
+            fts = text("SELECT rowid FROM logs_fts WHERE logs_fts MATCH :phrase")
+            return logs.c.id.in_(fts.bindparams(phrase=phrase).columns(column("rowid")))
+    return logs.c.body.like(like_pattern(q), escape="\\")
+
+
+def list_logs(engine: Engine, flt: LogFilter, *, limit: int, cursor: str | None) -> dict[str, Any]:
+    c = logs.c
+    conditions = _conditions(flt)
+    if cursor:
+        c_time, c_id = decode_cursor(cursor)
+        conditions.append(tuple_(c.time_ns, c.id) < tuple_(c_time, c_id))
+    with engine.connect() as conn:
+        if flt.q:
+            if conn.dialect.name == "sqlite":
+                conditions.append(_sqlite_text(conn, flt.q))
+            else:
+                conditions.append(c.body.ilike(like_pattern(flt.q), escape="\\"))
+        stmt = (
+            select(logs)
+            .where(and_(True, *conditions))
+            .order_by(c.time_ns.desc(), c.id.desc())
+            .limit(limit + 1)
+        )
+        rows = conn.execute(stmt).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        existing = existing_trace_ids(conn, {r.trace_id for r in rows if r.trace_id})
+    next_cursor = encode_cursor(rows[-1].time_ns, rows[-1].id) if more and rows else None
+    return {"items": [log_out(r, existing) for r in rows], "next_cursor": next_cursor}
+
+
+def logs_of_trace(conn: Connection, trace_id: str, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    """The first ``limit`` logs of a trace in time order, and whether there were more."""
+    rows = conn.execute(
+        select(logs)
+        .where(logs.c.trace_id == trace_id)
+        .order_by(logs.c.time_ns, logs.c.id)
+        .limit(limit + 1)
+    ).all()
+    return [log_out(r, {trace_id}) for r in rows[:limit]], len(rows) > limit
