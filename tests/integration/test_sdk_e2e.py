@@ -183,6 +183,13 @@ def test_example_agent_through_pharos_demo_sdk(server: RunningServer) -> None:
     raw = json.dumps([_get(server, f"/api/v1/traces/{t['trace_id']}") for t in traces])
     assert "sk-shopdb" not in raw and "sk-live" not in raw
     assert "@example.com" not in raw  # redact_pii=True in the example
+    logs = _get(server, "/api/v1/logs", agent="support-bot", limit=500)["items"]
+    received = [item for item in logs if item["body"] == "ticket received"]
+    assert len(received) == 8
+    assert all(item["attributes"]["customer"] == "[REDACTED]" for item in received)
+    assert all(item["trace"]["exists"] for item in received)
+    raw_logs = json.dumps(logs)
+    assert "@example.com" not in raw_logs and "sk-live" not in raw_logs
 
 
 def test_openai_calls_through_openinference_instrumentation(server: RunningServer) -> None:
@@ -229,3 +236,70 @@ def test_system_metrics_reach_pharos(server: RunningServer) -> None:
         names = {item["name"] for item in items}
     assert {"process.memory.usage", "process.cpu.time", "system.memory.usage"} <= names
     assert pharos.shutdown(10)
+
+
+def test_logs_are_correlated_with_the_trace_and_redacted(server: RunningServer) -> None:
+    keys = _keys(server)
+    assert pharos.init(
+        service_name="log-service",
+        endpoint=server.url,
+        api_key=keys["ingest"],
+        redact_pii=True,
+        log_level="INFO",
+        schedule_delay=0.05,
+    )
+    log = pharos.get_logger("support")
+
+    @pharos.tool
+    def refund(order_id: str) -> None:
+        raise PermissionError(f"refund of {order_id} refused for carol@example.com")
+
+    @pharos.agent(name="log-bot")
+    def handle() -> tuple[str | None, str | None]:
+        with pharos.bind(request_id="req-e2e-1", channel="chat"):
+            log.info(
+                "ticket received from %s",
+                "alice@example.com",
+                ticket_id=31,
+                authorization=f"Bearer {SECRET}",
+            )
+            try:
+                refund("A9")
+            except PermissionError:
+                log.exception("refund failed", order_id="A9")
+            span = pharos.current_span()
+            return span.trace_id, span.span_id
+
+    trace_id, span_id = handle()
+    assert pharos.shutdown(10)
+    assert pharos.stats()["logs"]["exported"] == 2
+
+    deadline = time.monotonic() + 20
+    while True:
+        items = _get(server, "/api/v1/logs", keys["read"], trace_id=trace_id)["items"]
+        if len(items) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    by_level = {item["level"]: item for item in items}
+    info, error = by_level["info"], by_level["error"]
+    for item in (info, error):
+        assert item["trace_id"] == trace_id and item["span_id"] == span_id
+        assert item["agent"] == "log-bot"
+        assert item["service"] == "log-service"
+        assert item["scope"] == "support"
+        assert item["trace"]["exists"] is True
+        assert item["attributes"]["request_id"] == "req-e2e-1"
+        assert item["attributes"]["channel"] == "chat"
+    assert info["body"] == "ticket received from [REDACTED]"
+    assert info["attributes"]["ticket_id"] == 31
+    assert info["attributes"]["authorization"] == "[REDACTED]"
+    assert error["body"] == "refund failed"
+    assert error["attributes"]["exception.type"] == "PermissionError"
+    assert error["attributes"]["exception.message"] == "refund of A9 refused for [REDACTED]"
+    raw = json.dumps(items)
+    assert SECRET not in raw and "@example.com" not in raw
+
+    # The trace detail lists the same logs next to the spans they were written in.
+    detail = _get(server, f"/api/v1/traces/{trace_id}", keys["read"])
+    assert {entry["log_id"] for entry in detail["logs"]} == {info["log_id"], error["log_id"]}
+    assert {s["name"] for s in detail["spans"]} == {"invoke_agent log-bot", "execute_tool refund"}
