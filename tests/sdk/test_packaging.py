@@ -205,3 +205,36 @@ def test_fresh_venv_with_only_the_sdk_dependencies(wheel: Path, tmp_path: Path) 
         spans = capture.spans()
         assert sum(s["name"] == "invoke_agent support-bot" for s in spans) == 4
         assert capture.logs(), "the example's logs were not exported"
+
+
+def test_import_pharos_loads_only_the_opentelemetry_api() -> None:
+    """``import pharos`` starts nothing: no server module, no OpenTelemetry SDK or exporter
+    (``init()`` loads those), no thread."""
+    code = (
+        "import sys, threading\n"
+        "import pharos\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(('pharos.server', "
+        "'opentelemetry.sdk', 'opentelemetry.exporter', 'requests', 'google')))\n"
+        "print(loaded, threading.active_count())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[] 1"
+
+
+def test_the_sdk_source_never_imports_the_server() -> None:
+    import ast
+
+    sdk = ROOT / "src" / "pharos" / "sdk"
+    offenders = []
+    for path in [*sdk.glob("*.py"), ROOT / "src" / "pharos" / "__init__.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            offenders += [f"{path.name}: {n}" for n in names if n.startswith("pharos.server")]
+    assert offenders == []
+    assert len(list(sdk.glob("*.py"))) >= 10  # the walk saw the SDK

@@ -116,3 +116,35 @@ def test_exit_does_not_hang_when_the_server_never_answers() -> None:
     assert result.returncode == 0, result.stderr
     assert elapsed < 30  # shutdown_timeout=1 s, export timeout 10 s: the exit waited ~1 s
     assert "stopped waiting for the export" in result.stderr
+
+
+OWN_PROVIDER = """
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    import pharos
+
+    mine = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(mine))
+    trace.set_tracer_provider(provider)          # the app set up OpenTelemetry itself
+
+    pharos.init(service_name="joined", logs=False)
+
+    @pharos.tool
+    def lookup() -> int:
+        return 1
+
+    lookup()
+    assert pharos.shutdown(10)
+    print("app exporter saw", [s.name for s in mine.get_finished_spans()])
+"""
+
+
+def test_init_joins_an_opentelemetry_setup_the_app_made_itself() -> None:
+    with otlp_capture() as capture:
+        result = _run(OWN_PROVIDER, capture.url)
+        assert result.returncode == 0, result.stderr
+        assert "app exporter saw ['execute_tool lookup']" in result.stdout
+        assert [s["name"] for s in capture.spans()] == ["execute_tool lookup"]
