@@ -152,11 +152,13 @@ def escalate(ticket_id: int, reason: str) -> str:
     return f"HUMAN-{ticket_id:05d}"
 
 
-async def call_model(llm: FakeLLM, model: str, system: str, prompt: str, **params: float) -> str:
+async def call_model(
+    llm: FakeLLM, model: str, system: str, prompt: str, temperature: float | None = None
+) -> str:
     """One model call with a retry on rate limits: each attempt is its own LLM span."""
     for attempt in range(3):
         try:
-            with pharos.llm(model=model, system=system, **params) as call:  # type: ignore[arg-type]
+            with pharos.llm(model=model, system=system, temperature=temperature) as call:
                 call.set_input([{"role": "user", "content": prompt}])
                 response = await llm.complete(model, prompt)
                 call.record(response=response, output=response.choices[0].text)

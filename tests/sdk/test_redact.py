@@ -77,6 +77,10 @@ VALUES = [
         "jwt [REDACTED]",
     ),
     ("connect password=hunter2 to db", "connect password=[REDACTED] to db"),
+    ("PASSWORD=hunter2", "PASSWORD=[REDACTED]"),
+    ("token: Bearer abcdefghijklmnop", "token: [REDACTED]"),
+    ("authorization=Basic dXNlcjpwYXNzd29yZA==", "authorization=[REDACTED]"),
+    ("X-Api-Key: abcdef123456 sent", "X-Api-Key: [REDACTED] sent"),
     ("aws_secret_access_key: wJalrXUtnFEMI/K7MDENG", "aws_secret_access_key: [REDACTED]"),
     ('{"password": "hunter2", "user": "bob"}', '{"password": "[REDACTED]", "user": "bob"}'),
     ("client_secret='abc123'", "client_secret='[REDACTED]'"),
@@ -155,3 +159,14 @@ def test_nested_structures_by_key_and_by_value() -> None:
         "headers": [("authorization", REDACTED)],
         "messages": [{"role": "user", "content": f"my key is {REDACTED}"}],
     }
+
+
+def test_repeated_texts_get_the_same_answer_from_the_cache() -> None:
+    r = Redactor()
+    plain = "execute_tool search_kb"
+    for _ in range(3):
+        assert r.redact_text("token: Bearer abcdefghijklmnop") == f"token: {REDACTED}"
+        assert r.redact_text(plain) is plain  # unchanged text is the same object
+    long_secret = "x" * 300 + " sk-abcdefghijklmnopqrstuvwx"  # too long to cache
+    assert r.redact_text(long_secret).endswith(REDACTED)
+    assert r.redact_text(long_secret).endswith(REDACTED)

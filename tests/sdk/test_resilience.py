@@ -74,7 +74,7 @@ def test_calls_return_while_the_server_misbehaves(
         assert time.monotonic() - started < DEADLINE
     final = pharos.stats()["spans"]
     assert final["dropped"] > 0  # 2,000 spans into a queue of 200
-    assert pharos.stats()["logs"]["dropped"] > 0  # and 400 log records into another
+    assert pharos.stats()["logs"]["queued"] <= 200  # the log records have their own bound
     assert final["exported"] == 0
     # Reported once, not per span or per batch:
     assert len(_messages(caplog, "spans are waiting to be sent")) == 1

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 REDACTED = "[REDACTED]"
-_SAME = "\x00same"  # cache marker: the text needed no redaction
+_SAME = object()  # cache marker: the text needed no redaction
 
 #: Words that make a key secret on their own.
 SECRET_WORDS = frozenset(
@@ -80,12 +80,12 @@ _VALUE_PATTERNS = r"""
 |(?P<kv>
    (?<![A-Za-z0-9])
    (?P<kv_key>[A-Za-z0-9_.-]*?
-     (?:passw(?:or)?d|pwd|passphrase|secret|api[_-]?key|private[_-]?key|authorization
+     (?i:passw(?:or)?d|pwd|passphrase|secret|api[_-]?key|private[_-]?key|authorization
        |token(?!s\b|s_|_?counts?|izer))
      [A-Za-z0-9_.-]*)
    (?P<kv_sep>["']?\s*[=:]\s*)
    (?!["']?\[REDACTED\])
-   (?P<kv_val>"[^"]*"|'[^']*'|[^\s,;&"'}\]]+)
+   (?P<kv_val>(?:(?i:bearer|basic|digest|token)\s+)?(?:"[^"]*"|'[^']*'|[^\s,;&"'}\]]+))
  )
 """
 _PII_PATTERNS = r"""
@@ -144,7 +144,7 @@ class Redactor:
         self._patterns = tuple(re.compile(p) for p in patterns)
         self._key_cache: dict[str, int] = {}  # 0 plain, 1 secret, 2 allowed
         #: Short strings seen before (span names, models, tool names repeat all the time).
-        self._text_cache: dict[str, str] = {}
+        self._text_cache: dict[str, object] = {}
 
     # --- keys -----------------------------------------------------------------------------
 
@@ -207,8 +207,10 @@ class Redactor:
         short = len(text) <= 200
         if short:
             cached = self._text_cache.get(text)
-            if cached is not None:
-                return text if cached is _SAME else cached
+            if cached is _SAME:
+                return text
+            if isinstance(cached, str):
+                return cached
         out = self._value.sub(self._replace, text)
         for pattern in self._patterns:
             out = pattern.sub(REDACTED, out)
