@@ -100,12 +100,14 @@ class RunningServer:
 
 
 @contextmanager
-def run_server(database_url: str, **overrides: Any) -> Iterator[RunningServer]:
+def run_server(
+    database_url: str, *, http_port: int = 0, **overrides: Any
+) -> Iterator[RunningServer]:
     settings = Settings(database_url=database_url, **{"port": 0, "grpc_port": 0, **overrides})
     app = create_app(settings)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", http_port))  # 0: a free port
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=10)
     server = uvicorn.Server(config)

@@ -14,6 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pharos.server.access.cli import agents_app, keys_app
 from pharos.server.alerting.cli import alerts_app
+from pharos.server.report.cli import report as report_command
+from pharos.server.slo.cli import slo_app
 
 if TYPE_CHECKING:
     from pharos.server.settings import Settings
@@ -41,6 +43,8 @@ app.add_typer(prices_app, name="prices")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(keys_app, name="keys")
 app.add_typer(agents_app, name="agents")
+app.add_typer(slo_app, name="slo")
+app.command("report")(report_command)
 console = Console(stderr=True)
 
 

@@ -130,6 +130,7 @@ export interface Span {
   children: string[];
   self_ms: number;
   on_critical_path: boolean;
+  external_links?: ExternalLink[];
 }
 export interface Bottleneck {
   span_id: string;
@@ -139,7 +140,17 @@ export interface Bottleneck {
   self_ms: number;
   share: number;
 }
+/** A deep link to another tool (LangSmith, Langfuse, Jaeger, Tempo...), from the server's
+ * link templates. Rendered only through safeHref: http(s) or nothing. */
+export interface ExternalLink {
+  system: string;
+  label: string;
+  url: string;
+  span_id?: string;
+  span_name?: string;
+}
 export interface TraceDetail {
+  links?: ExternalLink[];
   trace: TraceSummary;
   roots: string[];
   spans: Span[];
@@ -245,4 +256,31 @@ export interface Silence {
   created_by: string | null;
   comment: string | null;
   active?: boolean;
+}
+
+export interface SloWindow {
+  requests: number;
+  good: number;
+  bad: number;
+  attainment: number | null;
+  burn_rate: number | null;
+}
+export interface Slo {
+  id: number;
+  name: string;
+  agent: string;
+  kind: "success" | "latency";
+  objective: number;
+  threshold_ms: number | null;
+  period_days: number;
+  description: string;
+  target: string;
+  status: {
+    state: "ok" | "burning" | "breached" | "no_data";
+    attainment: number | null;
+    met: boolean | null;
+    error_budget_remaining: number | null;
+    burn_rates: Record<string, number | null>;
+    windows: Record<string, SloWindow>;
+  };
 }

@@ -29,6 +29,7 @@ from pharos.server.cost.book import CostHook, PriceBook
 from pharos.server.db.engine import make_engine, make_writer_engine
 from pharos.server.db.migrate import current_revision, head_revision, upgrade
 from pharos.server.errors import install_error_handlers
+from pharos.server.forward.service import start_forwarding
 from pharos.server.ingest.error_store import record_log_errors, record_span_errors
 from pharos.server.ingest.grpc import OtlpGrpcServer
 from pharos.server.ingest.http import router as ingest_router
@@ -45,8 +46,11 @@ from pharos.server.query.api import router as query_router
 from pharos.server.query.errors_api import router as errors_router
 from pharos.server.query.logs_api import router as logs_router
 from pharos.server.query.metrics_api import router as otlp_metrics_router
+from pharos.server.report.api import router as report_router
+from pharos.server.report.service import Reports
 from pharos.server.responses import FastJSONResponse
 from pharos.server.settings import Settings
+from pharos.server.slo.api import router as slo_router
 from pharos.server.web import DashboardMiddleware
 
 log = logging.getLogger("pharos")
@@ -93,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             writer.stores[LOGS] = LogStore(on_errors=record_log_errors)  # + error groups
             writer.span_steps.append(record_span_errors)  # exception events -> error groups
             writer.on_commit_extras[LOGS] = publish_logs(bus)  # live `log` events
+            await start_forwarding(app, settings, stack, writer)  # queue + worker (issue 9)
             writer.start()
             parser = Parser(
                 ParseConfig(
@@ -128,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     observe=metrics.observe_grpc,
                 )
                 grpc_server.authorize = grpc_authorizer(app.state.keystore)
+                grpc_server.forward = app.state.forwarder
                 app.state.grpc_port = await grpc_server.start(
                     settings.grpc_bind_host, settings.grpc_port
                 )
@@ -142,7 +148,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             stack.callback(budgets_task.cancel)
             await start_gateway(app, stack, settings, engine, writer)  # /gateway/*, limits
-            await start_alerting(app, settings, stack)  # engine loop + outbox worker
+            alerting = await start_alerting(app, settings, stack)  # engine loop + outbox worker
+            app.state.reports = Reports(settings, engine, alerting)  # scheduled reports
+            await app.state.reports.start(stack)
             if settings.demo:
                 from pharos.server.cost.demo import ensure_demo_budgets
                 from pharos.server.demo import load_demo
@@ -186,6 +194,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(cost_router)
     app.include_router(access_router)
     app.include_router(gateway_router)
+    app.include_router(slo_router)
+    app.include_router(report_router)
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics (text exposition format)")
     async def prometheus_metrics() -> Response:
@@ -219,6 +229,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         alerting = getattr(request.app.state, "alerting", None)
         if alerting is not None:
             checks["alerting"] = alerting.health()
+        forwarder = getattr(request.app.state, "forwarder", None)
+        if forwarder is not None and forwarder.enabled:
+            checks["forwarding"] = forwarder.health()
         return FastJSONResponse(
             {"status": "ready" if ok else "not ready", "checks": checks},
             status_code=200 if ok else 503,

@@ -7,15 +7,25 @@ Nothing else in the server reads the environment: ``create_app`` and the CLI bui
 from __future__ import annotations
 
 import ipaddress
-from typing import Literal
+import re
+from typing import Annotated, Any, Literal
+from urllib.parse import unquote
 
+import orjson
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+#: A list setting given as JSON (`["a", "b"]`) or, in the environment, as `a,b`.
+CommaList = Annotated[list[str], NoDecode]
+#: Headers given as JSON (`{"k": "v"}`) or as OTEL_EXPORTER_OTLP_HEADERS does (`k=v,k2=v2`).
+HeaderMap = Annotated[dict[str, str], NoDecode]
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
 class Settings(BaseSettings):
@@ -243,6 +253,129 @@ class Settings(BaseSettings):
         default_factory=list,
         description='Recipients of alert e-mails: JSON `["oncall@example.com"]` (env) or a list.',
     )
+    # --- interop (issue 9): forwarding, deep links, reports --------------------------------------
+    forward_otlp: CommaList = Field(
+        default_factory=list,
+        description="OTLP/HTTP base URLs every accepted trace/metric/log request is also sent "
+        "to (`/v1/traces` etc. appended), comma-separated: `http://tempo:4318,http://jaeger:4318`.",
+    )
+    forward_otlp_traces: CommaList = Field(
+        default_factory=list,
+        description="Full OTLP/HTTP trace URLs; when set, used for traces instead of "
+        "PHAROS_FORWARD_OTLP (as OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is).",
+    )
+    forward_otlp_metrics: CommaList = Field(
+        default_factory=list,
+        description="Full OTLP/HTTP metrics URLs; when set, used for metrics instead of "
+        "PHAROS_FORWARD_OTLP.",
+    )
+    forward_otlp_logs: CommaList = Field(
+        default_factory=list,
+        description="Full OTLP/HTTP logs URLs; when set, used for logs instead of "
+        "PHAROS_FORWARD_OTLP.",
+    )
+    forward_signals: CommaList = Field(
+        default_factory=lambda: ["traces", "metrics", "logs"],
+        description="Signals sent to the PHAROS_FORWARD_OTLP targets: traces, metrics, logs.",
+    )
+    forward_headers: HeaderMap = Field(
+        default_factory=dict,
+        description="Headers sent with every forwarded request, `k=v,k2=v2` (URL-encoded "
+        'values, like OTEL_EXPORTER_OTLP_HEADERS) or JSON `{"authorization": "Bearer x"}`.',
+    )
+    forward_agents: CommaList = Field(
+        default_factory=list,
+        description="Forward only these agents (names or shell patterns like `support-*`, "
+        "comma-separated); empty = every agent.",
+    )
+    forward_max_queue: int = Field(
+        default=10000,
+        ge=1,
+        description="Requests queued per target at most; beyond it the oldest are dropped "
+        "(counted on /metrics as dropped, reason queue_full, and logged).",
+    )
+    forward_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Timeout of one forwarded request."
+    )
+    forward_retry_base_seconds: float = Field(
+        default=1.0, gt=0, description="First retry delay after a target failed (doubles)."
+    )
+    forward_retry_max_seconds: float = Field(
+        default=300.0, gt=0, description="Longest delay between two tries of a failing target."
+    )
+    forward_poll_seconds: float = Field(
+        default=1.0, gt=0, description="How often the forwarding worker looks for queued requests."
+    )
+    link_jaeger_url: str | None = Field(
+        default=None,
+        description="Jaeger UI base URL, e.g. `http://jaeger:16686`: traces link to "
+        "`/trace/{trace_id}` there.",
+    )
+    link_tempo_url: str | None = Field(
+        default=None,
+        description="Grafana base URL with a Tempo data source: traces link to Explore there.",
+    )
+    link_tempo_datasource: str = Field(
+        default="tempo", description="The uid of the Tempo data source in Grafana."
+    )
+    link_langfuse_url: str | None = Field(
+        default=None,
+        description="Langfuse base URL, e.g. `https://cloud.langfuse.com` (with "
+        "PHAROS_LINK_LANGFUSE_PROJECT): traces link to their Langfuse trace.",
+    )
+    link_langfuse_project: str | None = Field(
+        default=None, description="Langfuse project id used in trace links."
+    )
+    link_langsmith_url: str | None = Field(
+        default=None,
+        description="LangSmith base URL, e.g. `https://smith.langchain.com` (with the org and "
+        "project settings): spans with a run id link to their LangSmith run.",
+    )
+    link_langsmith_org: str | None = Field(
+        default=None, description="LangSmith organization (tenant) id used in run links."
+    )
+    link_langsmith_project: str | None = Field(
+        default=None, description="LangSmith project (session) id used in run links."
+    )
+    link_langsmith_attributes: CommaList = Field(
+        default_factory=lambda: ["langsmith.run_id", "langsmith.span.id", "langchain.run_id"],
+        description="Span attributes holding a LangSmith/LangChain run id, first found wins.",
+    )
+    link_templates: list[dict[str, str]] = Field(
+        default_factory=list,
+        description='More links, JSON `[{"system": "x", "label": "Open in X", "url": '
+        '"https://x.example/t/{trace_id}"}]`; `{trace_id}`, `{span_id}` and '
+        "`{attr:key}` (a span attribute, `{attr:a|b}` the first present) are filled in, "
+        "URL-encoded.",
+    )
+    report_channels: CommaList = Field(
+        default_factory=list,
+        description="Alerting channels (by name, e.g. `env-email,env-slack`) that receive the "
+        "scheduled reports; empty = no reports are sent.",
+    )
+    report_daily_time: str = Field(
+        default="08:00",
+        description="When the daily health report is sent (HH:MM, UTC); empty = never.",
+    )
+    report_weekly_day: str = Field(
+        default="monday",
+        description="Day the weekly performance & cost summary is sent (at the daily time); "
+        "empty = never.",
+    )
+    report_success_target: float = Field(
+        default=99.9,
+        gt=0,
+        le=100,
+        description="Success ratio (%) reports hold an agent without an SLO against.",
+    )
+    report_p95_target_ms: float = Field(
+        default=200.0,
+        gt=0,
+        description="p95 latency (ms) reports hold an agent without an SLO against.",
+    )
+    report_check_seconds: float = Field(
+        default=60.0, gt=0, description="How often the report scheduler checks if one is due."
+    )
     demo: bool = Field(default=False, description="Load demo traffic on start (`serve --demo`).")
     log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
         default="info", description="Log level: debug, info, warning, error, critical."
@@ -254,6 +387,92 @@ class Settings(BaseSettings):
         if not isinstance(value, str):
             return value
         return value.lower() if info.field_name == "log_level" else value.upper()
+
+    @field_validator(
+        "forward_otlp",
+        "forward_otlp_traces",
+        "forward_otlp_metrics",
+        "forward_otlp_logs",
+        "forward_signals",
+        "forward_agents",
+        "link_langsmith_attributes",
+        "report_channels",
+        mode="before",
+    )
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        return _split_list(value)
+
+    @field_validator(
+        "forward_otlp", "forward_otlp_traces", "forward_otlp_metrics", "forward_otlp_logs"
+    )
+    @classmethod
+    def _http_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not re.match(r"^https?://[^/\s]+", url):
+                raise ValueError(f"{url!r} is not an http:// or https:// URL")
+        return value
+
+    @field_validator("forward_signals")
+    @classmethod
+    def _signals(cls, value: list[str]) -> list[str]:
+        value = [v.lower() for v in value]
+        for v in value:
+            if v not in ("traces", "metrics", "logs"):
+                raise ValueError(f"{v!r} is not a signal: use traces, metrics, logs")
+        return value
+
+    @field_validator("forward_headers", mode="before")
+    @classmethod
+    def _headers(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("{"):
+            return orjson.loads(text)
+        out: dict[str, str] = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            key, sep, val = part.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"{part!r}: headers look like key=value,key2=value2")
+            out[unquote(key.strip())] = unquote(val.strip())
+        return out
+
+    @field_validator("link_jaeger_url", "link_tempo_url", "link_langfuse_url", "link_langsmith_url")
+    @classmethod
+    def _link_base(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("link_templates")
+    @classmethod
+    def _templates(cls, value: list[dict[str, str]]) -> list[dict[str, str]]:
+        for t in value:
+            for key in ("system", "url"):
+                if not t.get(key):
+                    raise ValueError(f"a link template needs {key!r}: {t}")
+            if not re.match(r"^https?://[^/\s{}]+", t["url"]):
+                raise ValueError(f"{t['url']!r}: a link template must start with http(s)://host")
+        return value
+
+    @field_validator("report_daily_time")
+    @classmethod
+    def _hhmm(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.match(r"^([01]\d|2[0-3]):[0-5]\d$", value):
+            raise ValueError(f"{value!r}: use HH:MM (UTC), e.g. 08:00, or empty for never")
+        return value
+
+    @field_validator("report_weekly_day")
+    @classmethod
+    def _weekday(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value and value not in _WEEKDAYS:
+            raise ValueError(f"{value!r}: use a day name ({', '.join(_WEEKDAYS)}) or empty")
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -297,6 +516,17 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Explicit arguments beat the environment, which beats pharos.toml, which beats defaults.
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def _split_list(value: object) -> object:
+    """`a,b` or a JSON array (env) -> a list; lists pass through."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        loaded: Any = orjson.loads(text)
+        return loaded
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def _is_loopback(host: str) -> bool:

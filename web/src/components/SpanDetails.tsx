@@ -1,5 +1,6 @@
 import type { Span } from "../api";
 import { fmtCount, fmtMs, fmtTime, fmtUsd, safeHref, visible } from "../format";
+import { ExternalLinks } from "./ExternalLinks";
 
 const PROMPT_KEYS = /^(gen_ai\.(prompt|completion|input|output)|llm\.(input|output)_messages|input\.value|output\.value|gen_ai\.(user|assistant|system)\.message)/;
 
@@ -103,6 +104,7 @@ export function SpanDetails({ span }: { span: Span }) {
           <dd className="mono">{span.span_id}</dd>
         </div>
       </dl>
+      <ExternalLinks links={span.external_links ?? []} testId="span-links" title="This span in" />
       {span.status_message ? <p className="text-error tele">{visible(span.status_message, 2000)}</p> : null}
       {exceptions.map((e, i) => (
         <section key={`exc-${i}`} className="exception" data-testid="exception">

@@ -1,6 +1,7 @@
 import { useState } from "react";
 import { Link, useLocation, useParams } from "react-router-dom";
 import type { AgentRow, Page, Summary, Timeseries, TraceSummary } from "../api";
+import { SloPanel } from "../components/SloPanel";
 import { SummaryCards } from "../components/SummaryCards";
 import { TraceTable } from "../components/TraceTable";
 import { fmtCount, visible } from "../format";
@@ -41,6 +42,7 @@ export function AgentPage() {
         </p>
       ) : null}
       <SummaryCards summary={summary.data} health={row?.health ?? null} />
+      <SloPanel agent={agent} refresh={tick} />
       <OverviewCharts params={{ window: filters.range, agent, model: null }} refresh={tick} split={split} />
       <div className="grid-2">
         <section className="card">

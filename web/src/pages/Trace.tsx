@@ -1,6 +1,7 @@
 import { useEffect, useMemo, useState } from "react";
 import { Link, useLocation, useParams } from "react-router-dom";
 import type { TraceDetail } from "../api";
+import { ExternalLinks } from "../components/ExternalLinks";
 import { SpanDetails } from "../components/SpanDetails";
 import { StatusBadge } from "../components/TraceTable";
 import { Waterfall } from "../components/Waterfall";
@@ -87,6 +88,7 @@ export function TracePage() {
           <dd className="mono">{t.trace_id}</dd>
         </div>
       </dl>
+      <ExternalLinks links={data.links ?? []} testId="trace-links" title="Open in" />
       {t.error_message ? <p className="error-box tele">{visible(t.error_message, 2000)}</p> : null}
       {data.truncated ? <p className="muted">This trace has more spans than shown: the earliest {data.spans.length} are drawn.</p> : null}
       {data.bottlenecks.top.length > 0 ? (

@@ -20,6 +20,7 @@ from pharos.server.alerting import store
 from pharos.server.alerting.figures import Figures
 from pharos.server.alerting.language import (
     ANOMALY_HISTORY,
+    SLO_FUNCS,
     Budget,
     Compiled,
     Rule,
@@ -40,6 +41,7 @@ from pharos.server.alerting.state import NOTIFYING, NS, AlertState, Timing, quie
 from pharos.server.analytics import store as rollup_store
 from pharos.server.analytics.summary import RollupRow
 from pharos.server.db.schema import alert_events, alerts
+from pharos.server.slo import store as slo_store
 
 log = logging.getLogger("pharos.alerting")
 LEADER_LEASE = "alert-engine"
@@ -262,12 +264,17 @@ class AlertEngine:
             needs_budget = any(_uses_budget(r) for _, r in parsed)
             if needs_budget:
                 budget_cache = _budgets(conn, parsed, agents, now_ns)
+            slo_defs = (
+                slo_store.list_defs(conn)
+                if any(s.metric in SLO_FUNCS for _, r in parsed for s in r.series)
+                else []
+            )
             silences = store.active_silences(conn, now_ns)
             channels = _channels(conn)
             existing = {(int(a.rule_id), a.fingerprint): a for a in store.active_alerts(conn)}
         result.rules, result.windows = len(parsed), len(windows)
         result.rollup_rows = sum(len(v) for v in rows_by_window.values())
-        figures = Figures(rows_by_window, history, end_s)
+        figures = Figures(rows_by_window, history, end_s, slos=slo_defs)
 
         # Evaluate (pure): which (rule, labels) hold now, with their value.
         evaluated: dict[tuple[int, str], tuple[RuleDef, dict[str, str], bool, float | None]] = {}

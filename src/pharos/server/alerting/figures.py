@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from pharos.server.alerting.language import ANOMALY_HISTORY as N
-from pharos.server.alerting.language import Series
+from pharos.server.alerting.language import SLO_FUNCS, Series
 from pharos.server.analytics import histogram as hist
 from pharos.server.analytics.summary import Aggregate, RollupRow, aggregate
+from pharos.server.slo import core as slo_core
 
 _QUANTILES = {"latency_p50": 0.5, "latency_p90": 0.9, "latency_p95": 0.95, "latency_p99": 0.99}
 _NEEDS_HISTOGRAM = frozenset(_QUANTILES)
@@ -30,8 +31,10 @@ class Figures:
         rows_by_window: Mapping[int, list[RollupRow]],
         history: Mapping[int, list[RollupRow]] | None = None,
         end_s: int = 0,
+        slos: Sequence[slo_core.SloDef] = (),
     ) -> None:
         self.rows = rows_by_window
+        self.slos = slos  # slo_burn() / slo_attainment(): the SLOs defined (slo/)
         # anomaly(): minute rows of the ANOMALY_HISTORY windows before each window, by window
         self.history = history or {}
         self.end_s = end_s
@@ -84,6 +87,8 @@ class Figures:
         model = s.model if s.model is not None else group.get("model")
         if s.anomaly:
             return self._anomaly(s, group)
+        if s.metric in SLO_FUNCS:
+            return self._slo(s, agent)
         key = (s.metric, s.window_s, agent, model)
         try:
             return self._values[key]
@@ -110,6 +115,28 @@ class Figures:
             return None
         return (current - statistics.fmean(values)) / spread
 
+    def _slo(self, s: Series, agent: str | None) -> float | None:
+        """The burn rate (highest) or attainment (lowest) of the matching SLOs over the window:
+        the SLO named by slo=, else those of the agent (of agent= or the group), else all."""
+        if s.slo is not None:
+            chosen = [d for d in self.slos if d.name == s.slo]
+        else:
+            chosen = [d for d in self.slos if agent is None or d.agent == agent]
+        values: list[float] = []
+        for d in chosen:
+            agg = self._aggregate(s.window_s, d.agent, None, d.kind == "latency")
+            t = slo_core.tally(agg, d)
+            value = (
+                slo_core.burn_rate(t, d.objective)
+                if s.metric == "slo_burn"
+                else slo_core.attainment(t)
+            )
+            if value is not None:
+                values.append(value)
+        if not values:
+            return None
+        return max(values) if s.metric == "slo_burn" else min(values)
+
     def _past_figures(self, window_s: int, k: int) -> Figures:
         """A Figures over the window ``k`` windows back (rows cut from the history)."""
         key = (window_s, k)
@@ -118,7 +145,7 @@ class Figures:
             hi = self.end_s - k * window_s
             lo = hi - window_s
             rows = [r for r in self.history.get(window_s, ()) if lo <= r.bucket_start < hi]
-            fig = self._past[key] = Figures({window_s: rows})
+            fig = self._past[key] = Figures({window_s: rows}, slos=self.slos)
         return fig
 
     def _aggregate(

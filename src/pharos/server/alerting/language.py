@@ -4,6 +4,7 @@ a closed set of functions (pure; no ``eval``, nothing reaches Python).
     error_rate(5m) > 5 and requests(5m) > 20 by agent
     p99(latency, 5m, model="gpt-4o") > 5000
     sum(cost, 1d) > 50 by agent
+    slo_burn(agent="checkout", 1h) > 14.4 and slo_burn(agent="checkout", 5m) > 14.4
 
 Everything a rule may do is in :data:`FUNCTIONS`; anything else (``__import__``, attribute
 access, lambdas, exponents that are not small literals, deep nesting, huge literals) is refused
@@ -131,6 +132,8 @@ class Series:
     model: str | None = None
     #: anomaly(...): the z-score of this value against the ANOMALY_HISTORY windows before it
     anomaly: bool = False
+    #: slo_burn()/slo_attainment(): the SLO by name (None: the agent's SLOs)
+    slo: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +219,8 @@ SERIES_METRICS = {
     "output_tokens": "tokens",
     "cached_tokens": "tokens",
     "cost": "USD",
+    "slo_burn": "x",
+    "slo_attainment": "%",
 }
 _SUM_OF = {
     "tokens": "tokens",
@@ -229,6 +234,9 @@ _SUM_OF = {
 _PERCENTILES = {"p50": "latency_p50", "p90": "latency_p90", "p95": "latency_p95"}
 _PERCENTILES |= {"p99": "latency_p99", "avg": "latency_avg"}
 _WINDOW_FUNCS = {"error_rate", "requests", "errors", "throughput"}
+#: SLO functions (slo/): a window and agent=/slo= in any order, as in slo_burn(agent="x", 1h).
+SLO_FUNCS = ("slo_burn", "slo_attainment")
+SLO_FILTERS = ("agent", "slo")
 
 #: Every function a rule may call, with its signature as users read it.
 FUNCTIONS = {
@@ -244,6 +252,10 @@ FUNCTIONS = {
     "sum": "sum(tokens|input_tokens|output_tokens|cached_tokens|cost|requests|errors, window"
     "[, ...]): a total (cost in USD)",
     "budget_burn": "budget_burn([agent=]): spend so far / hard limit of the agent's budget",
+    "slo_burn": "slo_burn(window[, agent=, slo=]): error-budget burn rate of the agent's SLOs "
+    "over the window (the highest; 1 = on budget, 14.4 over 1h = 2% of 30 days' budget)",
+    "slo_attainment": "slo_attainment(window[, agent=, slo=]): good requests by the SLO's "
+    "definition, percent (the lowest of the agent's SLOs)",
     "anomaly": "anomaly(f(..., window)): z-score of f now against its previous 12 windows "
     "(window at most 1h)",
     "abs": "abs(x)",
@@ -505,7 +517,7 @@ class _Builder:
                     raise self.fail(f"{key}= is at most 512 characters", arg)
                 kwargs[key] = (text, arg)
             else:
-                if kwargs:
+                if kwargs and name not in SLO_FUNCS:
                     raise self.fail("positional arguments go before name= arguments", arg)
                 positional.append(arg)
         if name not in FUNCTIONS:
@@ -520,6 +532,16 @@ class _Builder:
                 raise self.fail(f"{name}() takes 2 to 16 arguments: {usage}", t)
             args = tuple(self.number(a) for a in positional)
             return _Typed(Func(name, args), "number")
+        if name in SLO_FUNCS:
+            for key, (_, at) in kwargs.items():
+                if key not in SLO_FILTERS:
+                    raise self.fail(f"{name}() has no {key}= argument; use agent= or slo=", at)
+            if len(positional) != 1:
+                raise self.fail(f"usage: {usage}", t)
+            window = self._window(positional[0])
+            agent = kwargs["agent"][0] if "agent" in kwargs else None
+            slo = kwargs["slo"][0] if "slo" in kwargs else None
+            return _Typed(Series(name, window, agent, None, slo=slo), "number")
         for key, (_, at) in kwargs.items():
             if key not in FILTERS:
                 raise self.fail(f"{name}() has no {key}= argument; use agent= or model=", at)
@@ -676,6 +698,9 @@ def describe_series(s: Series) -> str:
     filters = "".join(
         f', {k}="{v}"' for k, v in (("agent", s.agent), ("model", s.model)) if v is not None
     )
+    if s.metric in SLO_FUNCS:
+        extra = f', slo="{s.slo}"' if s.slo is not None else ""
+        return f"{s.metric}({window}{filters}{extra})"
     if s.metric in _WINDOW_FUNCS:
         return f"{s.metric}({window}{filters})"
     if s.metric.startswith("latency_"):

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     String,
@@ -476,4 +477,49 @@ agent_registry = Table(
     Column("labels", Text, nullable=False),  # JSON object of strings
     Column("created_ns", BigInteger, nullable=False),
     Column("updated_ns", BigInteger, nullable=False),
+)
+
+
+# --- interop (issue 9): the forwarding queue, service level objectives ---------------------------
+
+# OTLP requests to send on to other backends (forward/), one row per target, written in the
+# ingest transaction that stored the data and deleted once the target accepted it.
+forward_queue = Table(
+    "forward_queue",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("target", Text, nullable=False),  # the target's name (its base URL by default)
+    Column("signal", String(8), nullable=False),  # traces | metrics | logs
+    Column("content_type", String(32), nullable=False),  # the request's, as received
+    Column("encoding", String(16), nullable=True),  # gzip | NULL
+    Column("body", LargeBinary, nullable=False),
+    # JSON array of trace_id+span_id of the spans to send, when only some of the request's
+    # spans were new (a partial resend); NULL = all of them.
+    Column("only_spans", Text, nullable=True),
+    Column("items", Integer, nullable=False),  # spans / points / log records in the request
+    Column("created_ns", BigInteger, nullable=False),
+    Column("next_attempt_ns", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text, nullable=True),
+    Column("locked_by", String(64), nullable=True),
+    Column("locked_until_ns", BigInteger, nullable=True),
+    Index("ix_forward_queue_target_id", "target", "id"),
+)
+
+# Service level objectives per agent (slo/): success ratio or latency under a threshold.
+slos = Table(
+    "slos",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False),
+    Column("agent", Text, nullable=False),
+    Column("kind", String(16), nullable=False),  # success | latency
+    Column("objective", Float, nullable=False),  # percent of good requests, e.g. 99.9
+    Column("threshold_ms", Float, nullable=True),  # latency: a good request is this fast
+    Column("period_days", Integer, nullable=False),  # the error budget's window
+    Column("description", Text, nullable=False, default=""),
+    Column("created_ns", BigInteger, nullable=False),
+    Column("updated_ns", BigInteger, nullable=False),
+    UniqueConstraint("name"),
+    Index("ix_slos_agent", "agent"),
 )

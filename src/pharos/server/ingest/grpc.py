@@ -28,6 +28,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from pharos.server.forward.service import Forwarder
 from pharos.server.ingest.decode import PROTOBUF, DecodeError
 from pharos.server.ingest.log_store import LOGS, logs_response
 from pharos.server.ingest.metric_store import METRIC_POINTS, metrics_response
@@ -74,6 +75,8 @@ class OtlpGrpcServer:
         self.port = 0
         # Set by the app when API keys apply (access/startup.py): metadata -> None or a denial.
         self.authorize: Callable[[Any], Awaitable[tuple[Any, str] | None]] | None = None
+        #: Set by the app when forwarding is configured (forward/service.py).
+        self.forward: Forwarder | None = None
         self._handlers: dict[str, dict[str, Handler]] = {
             TRACE_SERVICE: {"Export": self._export_traces},
             METRICS_SERVICE: {"Export": self._export_metrics},
@@ -161,7 +164,8 @@ class OtlpGrpcServer:
 
     async def _export_traces(self, body: bytes) -> bytes:
         batch = await self._run(self._parser.parse(body, PROTOBUF, None))
-        await self._run(self._writer.write(batch.spans))
+        forward = self._forward("traces", body, len(batch.spans))
+        await self._run(self._writer.write(batch.spans, context=forward))
         response = trace_service_pb2.ExportTraceServiceResponse()
         if batch.rejected:
             response.partial_success.rejected_spans = batch.rejected
@@ -170,13 +174,21 @@ class OtlpGrpcServer:
 
     async def _export_metrics(self, body: bytes) -> bytes:
         batch = await self._run(self._parser.parse_metrics(body, PROTOBUF, None))
-        await self._run(self._writer.write(extras={METRIC_POINTS: batch.points}))
+        forward = self._forward("metrics", body, len(batch.points), METRIC_POINTS)
+        await self._run(self._writer.write(extras={METRIC_POINTS: batch.points}, context=forward))
         return bytes(metrics_response(batch).SerializeToString())
 
     async def _export_logs(self, body: bytes) -> bytes:
         batch = await self._run(self._parser.parse_logs(body, PROTOBUF, None))
-        await self._run(self._writer.write(extras={LOGS: batch.logs}))
+        forward = self._forward("logs", body, len(batch.logs), LOGS)
+        await self._run(self._writer.write(extras={LOGS: batch.logs}, context=forward))
         return bytes(logs_response(batch).SerializeToString())
+
+    def _forward(self, signal: str, body: bytes, items: int, store: str | None = None) -> Any:
+        """The writer context that queues this export for forwarding (None when off)."""
+        if self.forward is None:
+            return None
+        return self.forward.context(signal, body, PROTOBUF, None, items, store)
 
     async def _run(self, step: Awaitable[Any]) -> Any:
         """Await one step of the ingest path, mapping its failures onto gRPC statuses."""

@@ -19,6 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from pharos.server.errors import error_response
+from pharos.server.forward.service import forward_context
 from pharos.server.ingest.body import (
     BadEncoding,
     BodyTooLarge,
@@ -107,7 +108,10 @@ async def export_traces(
     except Unavailable as exc:
         return _otlp_error(503, _GRPC_UNAVAILABLE, f"{exc}; retry later", content_type, retry)
     try:
-        await writer.write(batch.spans)
+        await writer.write(
+            batch.spans,
+            context=forward_context(request, "traces", body, content_type, len(batch.spans)),
+        )
     except Overloaded:
         return _otlp_error(
             503, _GRPC_RESOURCE_EXHAUSTED, "ingest queue is full; retry later", content_type, retry
@@ -158,7 +162,12 @@ async def export_metrics(
     except Unavailable as exc:
         return _otlp_error(503, _GRPC_UNAVAILABLE, f"{exc}; retry later", content_type, retry)
     try:
-        await writer.write(extras={METRIC_POINTS: batch.points})
+        await writer.write(
+            extras={METRIC_POINTS: batch.points},
+            context=forward_context(
+                request, "metrics", body, content_type, len(batch.points), METRIC_POINTS
+            ),
+        )
     except Overloaded:
         return _otlp_error(
             503, _GRPC_RESOURCE_EXHAUSTED, "ingest queue is full; retry later", content_type, retry
@@ -200,7 +209,10 @@ async def export_logs(
     except Unavailable as exc:
         return _otlp_error(503, _GRPC_UNAVAILABLE, f"{exc}; retry later", content_type, retry)
     try:
-        await writer.write(extras={LOGS: batch.logs})
+        await writer.write(
+            extras={LOGS: batch.logs},
+            context=forward_context(request, "logs", body, content_type, len(batch.logs), LOGS),
+        )
     except Overloaded:
         return _otlp_error(
             503, _GRPC_RESOURCE_EXHAUSTED, "ingest queue is full; retry later", content_type, retry

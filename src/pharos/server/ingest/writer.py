@@ -84,6 +84,8 @@ class _Job:
     #: Records of other signals, by store name (see ``GroupCommitWriter.stores``).
     extras: Mapping[str, Sequence[Any]] = field(default_factory=dict)
     enqueued: float = field(default_factory=time.monotonic)
+    #: Passed to ``request_steps`` (forwarding: the request to send on, forward/).
+    context: Any = None
 
     @property
     def size(self) -> int:
@@ -116,6 +118,12 @@ class GroupCommitWriter:
         #: Called inside the transaction with the spans stored for the first time (error
         #: groups from exception events, ...), after traces and rollups.
         self.span_steps: list[Callable[[Connection, Sequence[SpanRecord]], None]] = []
+        #: Called inside the transaction once per request, after its spans and other signals
+        #: are stored: (conn, the request's ``context``, its spans stored for the first time,
+        #: records of each other signal stored for the first time). Forwarding queues there.
+        self.request_steps: list[
+            Callable[[Connection, Any, Sequence[SpanRecord], Mapping[str, int]], None]
+        ] = []
         #: Called on the event loop after a request's spans are committed (live/ events).
         self.on_commit: Callable[[Sequence[SpanRecord], WriteResult], None] | None = None
         #: By store name: called on the event loop after a request's records of that signal
@@ -199,6 +207,7 @@ class GroupCommitWriter:
         self,
         records: Sequence[SpanRecord] = (),
         extras: Mapping[str, Sequence[Any]] | None = None,
+        context: Any = None,
     ) -> WriteResult:
         """Queue spans (and records of other signals, by store name) and wait until they are
         committed, all in one transaction."""
@@ -211,7 +220,7 @@ class GroupCommitWriter:
         if not self.running:
             raise Unavailable("the writer is not running")
         loop = asyncio.get_running_loop()
-        job = _Job(records, loop, loop.create_future(), extras)
+        job = _Job(records, loop, loop.create_future(), extras, context=context)
         try:
             self._queue.put_nowait(job)
         except queue.Full:
@@ -324,6 +333,13 @@ class GroupCommitWriter:
             for index, job in enumerate(jobs):
                 for name, items in job.extras.items():
                     extra_stored[index][name] = self.stores[name](conn, items)
+            if self.request_steps:
+                fresh: list[list[SpanRecord]] = [[] for _ in jobs]
+                for record in new:
+                    fresh[owners[(record.trace_id, record.span_id)]].append(record)
+                for index, job in enumerate(jobs):
+                    for request_step in self.request_steps:
+                        request_step(conn, job.context, fresh[index], extra_stored[index])
         stored = [0] * len(jobs)
         for record in new:
             stored[owners[(record.trace_id, record.span_id)]] += 1

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from sqlalchemy import Engine
 
 from pharos.server.errors import ApiError
+from pharos.server.links import add_links, templates_from_settings
 from pharos.server.query.traces import (
     BadCursor,
     TraceFilter,
@@ -112,6 +113,7 @@ async def traces_slow(
 
 @router.get("/traces/{trace_id}", summary="One trace: every span as a tree")
 async def trace_detail(
+    request: Request,
     engine: EngineDep,
     trace_id: Annotated[str, Path(description="32 hex characters")],
     max_spans: Annotated[int, Query(ge=1, le=100_000)] = 20_000,
@@ -123,4 +125,5 @@ async def trace_detail(
     )
     if result is None:
         raise ApiError(404, f"trace {trace_id.lower()} not found")
+    add_links(result, templates_from_settings(request.app.state.settings))  # deep links
     return FastJSONResponse(result)

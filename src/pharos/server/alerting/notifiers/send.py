@@ -10,6 +10,7 @@ from __future__ import annotations
 import smtplib
 import ssl
 import time
+from email.message import EmailMessage
 from typing import Any
 
 import anyio
@@ -37,6 +38,11 @@ async def deliver(
     client: httpx.AsyncClient,
     seconds: float,
 ) -> None:
+    if payload.get("event") == "report":  # a scheduled report (report/deliver.py)
+        from pharos.server.report.deliver import deliver_report
+
+        await deliver_report(channel_type, config, payload, key=key, client=client, seconds=seconds)
+        return
     if channel_type == "slack":
         await _post(client, config["url"], payloads.slack_message(payload), {}, seconds)
     elif channel_type == "pagerduty":
@@ -93,6 +99,11 @@ def _send_email(config: dict[str, Any], payload: dict[str, Any], seconds: float)
     if not recipients:
         raise DeliveryError("no recipients (config.to)", retryable=False)
     msg = payloads.email_message(payload, str(config.get("from") or "pharos@localhost"), recipients)
+    send_smtp(config, msg, seconds)
+
+
+def send_smtp(config: dict[str, Any], msg: EmailMessage, seconds: float) -> None:
+    """Send ``msg`` through the channel's SMTP server (errors as :class:`DeliveryError`)."""
     host, port = str(config.get("host") or "localhost"), int(config.get("port") or 25)
     try:
         smtp: smtplib.SMTP
