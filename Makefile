@@ -52,16 +52,17 @@ bench: $(STAMP) $(WEB_DIST)
 	$(BIN)/python bench/gateway.py
 	$(BIN)/python bench/alerts.py
 	$(BIN)/python bench/waterfall.py
+	$(BIN)/python bench/sdk_overhead.py
 
 lint: $(STAMP) $(WEB_DEPS)
 	cd web && $(NPM) run --silent typecheck && $(NPM) run --silent lint
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
 
 fmt: $(STAMP)
-	$(BIN)/ruff check --fix src tests bench
-	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench examples
+	$(BIN)/ruff format src tests bench examples
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -135,11 +135,24 @@ def demo(
     url: Annotated[
         str, typer.Option(help="The Pharos server to send to.")
     ] = "http://127.0.0.1:4318",
-    traces: Annotated[int, typer.Option(min=1, help="Agent runs to send.")] = 3000,
+    traces: Annotated[
+        int | None, typer.Option(min=1, help="Agent runs to send (default 3000; 20 with --sdk).")
+    ] = None,
     hours: Annotated[float, typer.Option(min=0.01, help="Spread them over the last N hours.")] = 24,
     seed: Annotated[int, typer.Option(help="Random seed (same seed = same traces).")] = 7,
+    sdk: Annotated[
+        bool,
+        typer.Option("--sdk", help="Run the example agent (examples/support_agent.py) instead."),
+    ] = False,
 ) -> None:
     """Send realistic agent traffic to a running server over OTLP/HTTP (protobuf, gzip)."""
+    if sdk:
+        from pharos.sdk.example import run_example
+
+        with console.status("[bold]running the example support agent with the Pharos SDK"):
+            code = run_example(url, runs=traces or 20, seed=seed)
+        raise typer.Exit(code)
+    traces = traces or 3000
     import httpx
 
     from pharos.server.demo import demo_requests

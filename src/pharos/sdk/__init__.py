@@ -1,1 +1,2 @@
-"""Client-side SDK (imports nothing from :mod:`pharos.server`)."""
+"""The Pharos SDK (client side). The public API is re-exported by :mod:`pharos`; nothing here
+imports :mod:`pharos.server`."""
