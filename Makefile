@@ -52,6 +52,7 @@ bench: $(STAMP) $(WEB_DIST)
 	$(BIN)/python bench/gateway.py
 	$(BIN)/python bench/alerts.py
 	$(BIN)/python bench/waterfall.py
+	$(BIN)/python bench/logs.py
 
 lint: $(STAMP) $(WEB_DEPS)
 	cd web && $(NPM) run --silent typecheck && $(NPM) run --silent lint
