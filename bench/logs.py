@@ -491,6 +491,7 @@ QUERIES: tuple[tuple[str, dict[str, str]], ...] = (
     ("'returned' (~34%)", {"q": "returned"}),
     ("'search_kb' agent=support-bot", {"q": "search_kb", "agent": "support-bot"}),
     ("'no such text' (0 logs)", {"q": "quantum flux capacitor"}),
+    ("'returned' level=fatal (0 logs)", {"q": "returned", "level": "fatal"}),
     ("'ms' (2 chars, common)", {"q": "ms"}),
 )
 #: Reported on its own: a 1-2 character text that occurs nowhere has no trigram to use and is a
@@ -625,15 +626,23 @@ class SearchResult:
 
 def bench_search(args: argparse.Namespace, workdir: Path) -> SearchResult:
     n = 500_000 if args.quick else args.logs
-    url = fresh_database(args.database_url, workdir, "search")
+    keep = Path(args.search_db).resolve() if args.search_db else None
+    if keep is not None:
+        url = f"sqlite:///{keep}"
+    else:
+        url = fresh_database(args.database_url, workdir, "search")
     end_ns = time.time_ns()
     try:
         started = time.perf_counter()
-        with console.status(f"writing {n:,} logs straight into the database"):
-            if is_sqlite(url):
-                fill_sqlite(url, n, args.seed, end_ns)
-            else:
-                fill_postgresql(url, n, args.seed, end_ns)
+        if keep is not None and keep.exists():
+            n = stored_logs(url)
+            console.print(f"search data: reusing {keep} ({n:,} logs)")
+        else:
+            with console.status(f"writing {n:,} logs straight into the database"):
+                if is_sqlite(url):
+                    fill_sqlite(url, n, args.seed, end_ns)
+                else:
+                    fill_postgresql(url, n, args.seed, end_ns)
         load = time.perf_counter() - started
         console.print(f"search data: {n:,} logs over 7 days, loaded in {load:.0f} s")
         req = a_request_id(url)
@@ -666,9 +675,10 @@ def bench_search(args: argparse.Namespace, workdir: Path) -> SearchResult:
                 ms, matches[SHORT_RARE[0]] = timed(SHORT_RARE[1])
                 short.append(ms)
     finally:
-        drop_database(url, args.database_url)
-        for path in workdir.glob("search.db*"):
-            path.unlink()
+        if keep is None:
+            drop_database(url, args.database_url)
+            for path in workdir.glob("search.db*"):
+                path.unlink()
     return SearchResult(n, load, per_query, baseline, short, matches)
 
 
@@ -691,6 +701,12 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=20, help="times each search is timed")
     parser.add_argument("--seed", type=int, default=5, help="corpus seed")
     parser.add_argument("--database-url", default=None, help="default: SQLite in a temp dir")
+    parser.add_argument(
+        "--search-db",
+        default=None,
+        metavar="PATH",
+        help="SQLite file for the search data: filled if missing, kept, and reused next time",
+    )
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--skip-search", action="store_true")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")

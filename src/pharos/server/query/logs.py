@@ -4,13 +4,19 @@ Text search (``q``) is a case-insensitive substring match over the body:
 
 - **SQLite**: the FTS5 trigram index ``logs_fts`` (migration 0003). A query of 3 characters or
   more first asks the index how many logs contain it, up to :data:`FTS_SMALL`; when that is all
-  of them, those few rows are read through the index. A very common text (more matches than
-  that) is found faster by walking the time index newest first and testing each body with
-  ``LIKE`` (the page fills after a few thousand rows). Texts shorter than 3 characters cannot
-  use trigrams and always take the ``LIKE`` walk. ``LIKE`` folds ASCII letters only; the index
-  folds all of Unicode.
+  of them, those rows are read through the index and sorted by time. A more common text is
+  found faster by walking the time index newest first and testing each body with ``LIKE``
+  (with at least one match in :data:`FTS_SMALL` / N logs, a page of 100 fills within
+  100 N / FTS_SMALL rows). The threshold balances the two: reading the matches costs about as
+  much per match as the walk costs per ``sqrt(limit x N / match)`` rows (bench/logs.py).
+  Texts shorter than 3 characters cannot use trigrams and always take the ``LIKE`` walk.
+  ``LIKE`` folds ASCII letters only; the index folds all of Unicode.
 - **PostgreSQL**: ``ILIKE`` backed by the pg_trgm GIN index ``ix_logs_body_trgm`` (migration
   0007); the planner picks that index or the time index by its estimate of how many rows match.
+
+A **level** filter on SQLite has the same trade-off: when few logs are that severe (at most
+:data:`RARE_LEVEL`, counted in the severity index), they are read through that index and sorted,
+rather than walking the time index past every less severe log.
 
 Logs link to their trace at query time (``traces`` is looked up for the page's trace ids), so a
 log that arrived before its trace links up as soon as the trace is stored.
@@ -30,7 +36,9 @@ from pharos.server.db.schema import logs, traces
 from pharos.server.timeparse import iso_from_ns
 
 #: Above this many FTS matches, SQLite walks the time index instead (see the module doc).
-FTS_SMALL = 2000
+FTS_SMALL = 10_000
+#: At most this many logs at or above a level: read them through the severity index (SQLite).
+RARE_LEVEL = 10_000
 #: Trigram search needs at least this many characters.
 TRIGRAM = 3
 
@@ -144,18 +152,23 @@ def _conditions(flt: LogFilter) -> list[Any]:
     return out
 
 
-def _sqlite_text(conn: Connection, q: str) -> Any:
-    """The text condition on SQLite: through the trigram index when few logs match."""
-    if len(q) >= TRIGRAM:
-        phrase = fts_phrase(q)
-        matches = conn.exec_driver_sql(
-            "SELECT count(*) FROM (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ? LIMIT ?)",
-            (phrase, FTS_SMALL + 1),
-        ).scalar_one()
-        if matches <= FTS_SMALL:
-            fts = text("SELECT rowid FROM logs_fts WHERE logs_fts MATCH :phrase")
-            return logs.c.id.in_(fts.bindparams(phrase=phrase).columns(column("rowid")))
-    return logs.c.body.like(like_pattern(q), escape="\\")
+def _fts_matches(conn: Connection, q: str) -> bool:
+    """True if at most FTS_SMALL logs contain ``q`` (then the index path is the fast one)."""
+    if len(q) < TRIGRAM:
+        return False
+    matches = conn.exec_driver_sql(
+        "SELECT count(*) FROM (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ? LIMIT ?)",
+        (fts_phrase(q), FTS_SMALL + 1),
+    ).scalar_one()
+    return bool(matches <= FTS_SMALL)
+
+
+def _rare_level(conn: Connection, min_severity: int) -> bool:
+    found = conn.exec_driver_sql(
+        "SELECT count(*) FROM (SELECT 1 FROM logs WHERE severity_number >= ? LIMIT ?)",
+        (min_severity, RARE_LEVEL + 1),
+    ).scalar_one()
+    return bool(found <= RARE_LEVEL)
 
 
 def list_logs(engine: Engine, flt: LogFilter, *, limit: int, cursor: str | None) -> dict[str, Any]:
@@ -164,18 +177,29 @@ def list_logs(engine: Engine, flt: LogFilter, *, limit: int, cursor: str | None)
     if cursor:
         c_time, c_id = decode_cursor(cursor)
         conditions.append(tuple_(c.time_ns, c.id) < tuple_(c_time, c_id))
+    order: tuple[Any, ...] = (c.time_ns.desc(), c.id.desc())
     with engine.connect() as conn:
-        if flt.q:
-            if conn.dialect.name == "sqlite":
-                conditions.append(_sqlite_text(conn, flt.q))
-            else:
-                conditions.append(c.body.ilike(like_pattern(flt.q), escape="\\"))
-        stmt = (
-            select(logs)
-            .where(and_(True, *conditions))
-            .order_by(c.time_ns.desc(), c.id.desc())
-            .limit(limit + 1)
-        )
+        if conn.dialect.name == "sqlite":
+            through_fts = bool(flt.q) and _fts_matches(conn, flt.q or "")
+            if through_fts:
+                fts = text("SELECT rowid FROM logs_fts WHERE logs_fts MATCH :phrase")
+                phrase = fts_phrase(flt.q or "")
+                conditions.append(c.id.in_(fts.bindparams(phrase=phrase).columns(column("rowid"))))
+            elif flt.q:
+                conditions.append(c.body.like(like_pattern(flt.q), escape="\\"))
+            narrow = flt.agent or flt.trace_id or flt.span_id
+            if (
+                not through_fts
+                and not narrow
+                and flt.min_severity is not None
+                and _rare_level(conn, flt.min_severity)
+            ):
+                # "+ 0": the time index cannot serve the order, so SQLite reads the few severe
+                # logs through the severity index and sorts them.
+                order = ((c.time_ns + 0).desc(), (c.id + 0).desc())
+        elif flt.q:
+            conditions.append(c.body.ilike(like_pattern(flt.q), escape="\\"))
+        stmt = select(logs).where(and_(True, *conditions)).order_by(*order).limit(limit + 1)
         rows = conn.execute(stmt).all()
         more = len(rows) > limit
         rows = rows[:limit]
