@@ -626,16 +626,20 @@ class SearchResult:
 
 def bench_search(args: argparse.Namespace, workdir: Path) -> SearchResult:
     n = 500_000 if args.quick else args.logs
-    keep = Path(args.search_db).resolve() if args.search_db else None
+    keep = args.search_db
     if keep is not None:
-        url = f"sqlite:///{keep}"
+        url = keep if "://" in keep else f"sqlite:///{Path(keep).resolve()}"
     else:
         url = fresh_database(args.database_url, workdir, "search")
     end_ns = time.time_ns()
     try:
         started = time.perf_counter()
-        if keep is not None and keep.exists():
-            n = stored_logs(url)
+        existing = 0
+        if keep is not None:
+            with contextlib.suppress(Exception):  # a missing file or an empty database
+                existing = stored_logs(url)
+        if existing:
+            n = existing
             console.print(f"search data: reusing {keep} ({n:,} logs)")
         else:
             with console.status(f"writing {n:,} logs straight into the database"):
@@ -705,13 +709,15 @@ def main() -> int:
         "--search-db",
         default=None,
         metavar="PATH",
-        help="SQLite file for the search data: filled if missing, kept, and reused next time",
+        help="a SQLite file or a PostgreSQL database URL for the search data: filled if empty, "
+        "kept, and reused next time",
     )
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--skip-search", action="store_true")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args()
-    database = "sqlite" if is_sqlite(args.database_url) else "postgresql"
+    where = args.search_db if args.search_db and "://" in args.search_db else args.database_url
+    database = "sqlite" if is_sqlite(where) else "postgresql"
     workdir = Path(tempfile.mkdtemp(prefix="pharos-bench-logs-"))
     ok = True
     report: dict[str, Any] = {"database": database, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}

@@ -7,12 +7,14 @@ Text search (``q``) is a case-insensitive substring match over the body:
   of them, those rows are read through the index and sorted by time. A more common text is
   found faster by walking the time index newest first and testing each body with ``LIKE``
   (with at least one match in :data:`FTS_SMALL` / N logs, a page of 100 fills within
-  100 N / FTS_SMALL rows). The threshold balances the two: reading the matches costs about as
-  much per match as the walk costs per ``sqrt(limit x N / match)`` rows (bench/logs.py).
+  100 N / FTS_SMALL rows). The threshold balances the two (reading a match through the
+  index costs a few walked rows; bench/logs.py measured the costs over 5 million logs).
   Texts shorter than 3 characters cannot use trigrams and always take the ``LIKE`` walk.
   ``LIKE`` folds ASCII letters only; the index folds all of Unicode.
-- **PostgreSQL**: ``ILIKE`` backed by the pg_trgm GIN index ``ix_logs_body_trgm`` (migration
-  0007); the planner picks that index or the time index by its estimate of how many rows match.
+- **PostgreSQL**: ``ILIKE``, walking the newest logs or through the pg_trgm GIN index
+  ``ix_logs_body_trgm`` (migration 0007), whichever is predicted cheaper from a first short walk
+  (:func:`_postgresql_text`). The planner's own choice between the two, from its estimate of
+  how many rows match, is often the costly one (bench/logs.py).
 
 A **level** filter on SQLite has the same trade-off: when few logs are that severe (at most
 :data:`RARE_LEVEL`, counted in the severity index), they are read through that index and sorted,
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, and_, column, select, text, tuple_
+from sqlalchemy import Connection, Engine, and_, column, func, or_, select, text, tuple_
 
 from pharos.server.db.schema import logs, traces
 from pharos.server.timeparse import iso_from_ns
@@ -39,6 +41,10 @@ from pharos.server.timeparse import iso_from_ns
 FTS_SMALL = 10_000
 #: At most this many logs at or above a level: read them through the severity index (SQLite).
 RARE_LEVEL = 10_000
+#: PostgreSQL text search reads the newest this many logs (of the other filters) first.
+PG_WALK = 10_000
+#: Reading one match through the pg_trgm index costs about as much as walking this many logs.
+PG_INDEX_COST = 4.0
 #: Trigram search needs at least this many characters.
 TRIGRAM = 3
 
@@ -198,12 +204,90 @@ def list_logs(engine: Engine, flt: LogFilter, *, limit: int, cursor: str | None)
                 # logs through the severity index and sorts them.
                 order = ((c.time_ns + 0).desc(), (c.id + 0).desc())
         elif flt.q:
-            conditions.append(c.body.ilike(like_pattern(flt.q), escape="\\"))
+            return _page(conn, _postgresql_text(conn, conditions, flt.q, limit), limit)
         stmt = select(logs).where(and_(True, *conditions)).order_by(*order).limit(limit + 1)
-        rows = conn.execute(stmt).all()
-        more = len(rows) > limit
-        rows = rows[:limit]
-        existing = existing_trace_ids(conn, {r.trace_id for r in rows if r.trace_id})
+        return _page(conn, list(conn.execute(stmt).all()), limit)
+
+
+def _walk(
+    conn: Connection, conditions: list[Any], match: Any, limit: int, budget: int
+) -> tuple[list[Any], Any]:
+    """Walk the newest ``budget`` logs of ``conditions``, newest first: the first ``limit + 1``
+    matches, and the ``budget``-th log (None when the walk ran out of logs first). One query;
+    it stops as soon as it has a page."""
+    c = logs.c
+    newest = (
+        select(logs)
+        .where(and_(True, *conditions))
+        .order_by(c.time_ns.desc(), c.id.desc())
+        .limit(budget)
+        .subquery()
+    )
+    rank = func.row_number().over(order_by=(newest.c.time_ns.desc(), newest.c.id.desc()))
+    ranked = select(newest, rank.label("walk_rank")).subquery()
+    hit = match(ranked.c.body)
+    found = conn.execute(
+        select(ranked, hit.label("walk_hit"))
+        .where(or_(hit, ranked.c.walk_rank == budget))
+        # The walk's own order (PostgreSQL knows the subquery is sorted so): no sort, so the
+        # walk stops as soon as the page is full.
+        .order_by(ranked.c.time_ns.desc(), ranked.c.id.desc())
+        .limit(limit + 2)
+    ).all()
+    hits = [r for r in found if r.walk_hit]
+    last = next((r for r in found if r.walk_rank == budget), None)
+    return hits[: limit + 1], last
+
+
+def _postgresql_text(conn: Connection, conditions: list[Any], q: str, limit: int) -> list[Any]:
+    """Text search on PostgreSQL: walk the newest logs, or ask the trigram index.
+
+    The newest PG_WALK logs (of the other filters) are tested first, newest first; the walk
+    stops as soon as it has a page, so a common text costs a few hundred rows. Otherwise the
+    share of matches it saw predicts what finishing the page costs each way: walking on (the
+    rows still needed at that rate) or reading every match through the pg_trgm GIN index
+    (about PG_INDEX_COST walked rows per match, from bench/logs.py); the cheaper is taken, and a
+    text not seen at all goes to the index. (The planner's own choice between the two, from its
+    estimate of how many rows match, is often the costly one.)
+    """
+    c = logs.c
+    pattern = like_pattern(q)
+
+    def match(body: Any) -> Any:
+        return body.ilike(pattern, escape="\\")
+
+    hits, last = _walk(conn, conditions, match, limit, PG_WALK)
+    if len(hits) > limit or last is None:  # a full page, or every log was walked
+        return hits
+    if hits:
+        rate = len(hits) / PG_WALK
+        still = (limit + 1 - len(hits)) / rate  # logs to walk for the rest of the page
+        total = conn.exec_driver_sql(
+            "SELECT reltuples FROM pg_class WHERE oid = 'logs'::regclass"
+        ).scalar_one()
+        if still <= rate * max(float(total), PG_WALK) * PG_INDEX_COST:
+            after = tuple_(c.time_ns, c.id) < tuple_(last.time_ns, last.id)
+            budget = int(1.5 * still) + 1
+            more, end = _walk(conn, [*conditions, after], match, limit - len(hits), budget)
+            if len(hits) + len(more) > limit or end is None:
+                return hits + more
+    conn.exec_driver_sql("SET LOCAL enable_indexscan = off")  # this transaction only:
+    conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # a bitmap scan of the index
+    return list(
+        conn.execute(
+            select(logs)
+            .where(and_(True, *conditions, match(c.body)))
+            .order_by(c.time_ns.desc(), c.id.desc())
+            .limit(limit + 1)
+        ).all()
+    )
+
+
+def _page(conn: Connection, rows: list[Any], limit: int) -> dict[str, Any]:
+    """One page of ``limit`` (of the ``limit + 1`` rows read) with its trace links."""
+    more = len(rows) > limit
+    rows = rows[:limit]
+    existing = existing_trace_ids(conn, {r.trace_id for r in rows if r.trace_id})
     next_cursor = encode_cursor(rows[-1].time_ns, rows[-1].id) if more and rows else None
     return {"items": [log_out(r, existing) for r in rows], "next_cursor": next_cursor}
 
