@@ -53,6 +53,7 @@ bench: $(STAMP) $(WEB_DIST)
 	$(BIN)/python bench/alerts.py
 	$(BIN)/python bench/waterfall.py
 	$(BIN)/python bench/sdk_overhead.py
+	$(BIN)/python bench/logs.py
 
 lint: $(STAMP) $(WEB_DEPS)
 	cd web && $(NPM) run --silent typecheck && $(NPM) run --silent lint

@@ -145,7 +145,8 @@ def demo(
         typer.Option("--sdk", help="Run the example agent (examples/support_agent.py) instead."),
     ] = False,
 ) -> None:
-    """Send realistic agent traffic to a running server over OTLP/HTTP (protobuf, gzip)."""
+    """Send realistic agent traffic (traces and their logs) to a running server over OTLP/HTTP
+    (protobuf, gzip)."""
     if sdk:
         from pharos.sdk.example import run_example
 
@@ -155,13 +156,13 @@ def demo(
     traces = traces or 3000
     import httpx
 
-    from pharos.server.demo import demo_requests
+    from pharos.server.demo_logs import demo_batches
 
-    requests = list(demo_requests(traces, seed=seed, window_seconds=hours * 3600))
+    batches = list(demo_batches(traces, seed=seed, window_seconds=hours * 3600))
     total_spans = sum(
-        len(s.spans) for r in requests for rs in r.resource_spans for s in rs.scope_spans
+        len(s.spans) for r, _ in batches for rs in r.resource_spans for s in rs.scope_spans
     )
-    sent = 0
+    sent = sent_logs = 0
     with (
         httpx.Client(base_url=url, timeout=30) as client,
         Progress(
@@ -174,32 +175,39 @@ def demo(
         ) as progress,
     ):
         task = progress.add_task("spans", total=total_spans)
-        for request in requests:
-            body = gzip.compress(request.SerializeToString())
+        for request, log_request in batches:
             n = sum(len(s.spans) for rs in request.resource_spans for s in rs.scope_spans)
-            for attempt in range(10):
-                try:
-                    resp = client.post(
-                        "/v1/traces",
-                        content=body,
-                        headers={
-                            "content-type": "application/x-protobuf",
-                            "content-encoding": "gzip",
-                        },
-                    )
-                except httpx.HTTPError as exc:
-                    console.print(f"[red]cannot reach {url}:[/red] {exc}")
-                    raise typer.Exit(1) from None
-                if resp.status_code in (429, 502, 503, 504) and attempt < 9:
-                    time.sleep(float(resp.headers.get("retry-after", "1")))
-                    continue
-                break
-            if resp.status_code != 200:
-                console.print(f"[red]server answered {resp.status_code}:[/red] {resp.text[:300]}")
-                raise typer.Exit(1)
+            _send_demo(client, url, "/v1/traces", request.SerializeToString())
+            n_logs = sum(
+                len(s.log_records) for rl in log_request.resource_logs for s in rl.scope_logs
+            )
+            if n_logs:
+                _send_demo(client, url, "/v1/logs", log_request.SerializeToString())
             sent += n
+            sent_logs += n_logs
             progress.advance(task, n)
-    console.print(f"sent {sent} spans in {len(requests)} requests to {url}")
+    console.print(f"sent {sent} spans and {sent_logs} logs in {len(batches)} batches to {url}")
+
+
+def _send_demo(client: Any, url: str, path: str, raw: bytes) -> None:
+    """POST one gzipped OTLP body, honouring Retry-After; exit with the server's answer."""
+    import httpx
+
+    body = gzip.compress(raw)
+    headers = {"content-type": "application/x-protobuf", "content-encoding": "gzip"}
+    for attempt in range(10):
+        try:
+            resp = client.post(path, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            console.print(f"[red]cannot reach {url}:[/red] {exc}")
+            raise typer.Exit(1) from None
+        if resp.status_code in (429, 502, 503, 504) and attempt < 9:
+            time.sleep(float(resp.headers.get("retry-after", "1")))
+            continue
+        break
+    if resp.status_code != 200:
+        console.print(f"[red]server answered {resp.status_code}:[/red] {resp.text[:300]}")
+        raise typer.Exit(1)
 
 
 @db_app.command("upgrade")

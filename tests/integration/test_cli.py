@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from pharos.cli import app
 from pharos.server.db.engine import make_engine
-from pharos.server.db.schema import spans
+from pharos.server.db.schema import logs, spans
 from tests.conftest import RunningServer
 
 runner = CliRunner()
@@ -43,15 +43,19 @@ def test_demo_sends_traffic_to_a_running_server(server: RunningServer) -> None:
     engine = make_engine(server.settings.database_url)
     with engine.connect() as conn:
         stored = conn.execute(select(func.count()).select_from(spans)).scalar_one()
+        stored_logs = conn.execute(select(func.count()).select_from(logs)).scalar_one()
     engine.dispose()
     assert stored > 50 * 3
-    assert f"sent {stored} spans" in result.output
+    assert stored_logs > 50  # a line per run at least, plus tool results, errors, warnings
+    assert f"sent {stored} spans and {stored_logs} logs" in result.output
     # Same seed again: exporter-style resend, nothing duplicated.
     again = runner.invoke(app, ["demo", "--url", server.url, "--traces", "50", "--hours", "1"])
     assert again.exit_code == 0
     engine = make_engine(server.settings.database_url)
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(spans)).scalar_one() == stored
+        # The logs are new lines: OTLP gives logs no id, and the second run's are dated now.
+        assert conn.execute(select(func.count()).select_from(logs)).scalar_one() > stored_logs
     engine.dispose()
 
 

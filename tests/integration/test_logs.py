@@ -323,7 +323,11 @@ def _bodies(server: RunningServer, **params: Any) -> list[Any]:
     return [i["body"] for i in _get_logs(server, **params)["items"]]
 
 
-def test_filters(server: RunningServer) -> None:
+@pytest.mark.parametrize("rare_level", [log_queries.RARE_LEVEL, 0], ids=["severity", "time"])
+def test_filters(server: RunningServer, monkeypatch: pytest.MonkeyPatch, rare_level: int) -> None:
+    # rare_level=0: on SQLite a level filter always walks the time index; by default (few logs
+    # here) it reads the severity index. Both plans must give the same answers.
+    monkeypatch.setattr(log_queries, "RARE_LEVEL", rare_level)
     t0 = _seed(server)
     assert len(_get_logs(server)["items"]) == 12
     assert _bodies(server, level="error") == [
@@ -354,13 +358,14 @@ def test_filters(server: RunningServer) -> None:
     assert by_trace["draft ready"] == {"trace_id": f"{0xA2:032x}", "exists": False, "path": None}
 
 
-@pytest.mark.parametrize("fts_small", [log_queries.FTS_SMALL, 1], ids=["index", "time-walk"])
-def test_text_search(
-    server: RunningServer, monkeypatch: pytest.MonkeyPatch, fts_small: int
-) -> None:
-    # fts_small=1: on SQLite every text with more than one match takes the time-index walk;
-    # both plans must give the same answers.
-    monkeypatch.setattr(log_queries, "FTS_SMALL", fts_small)
+@pytest.mark.parametrize("plan", ["index", "time-walk"])
+def test_text_search(server: RunningServer, monkeypatch: pytest.MonkeyPatch, plan: str) -> None:
+    # Both plans must give the same answers. "index": SQLite reads matches through the FTS5
+    # index (a few matches here) and PostgreSQL, with a walk of 1 log, through pg_trgm.
+    # "time-walk": SQLite walks the time index for any text with more than one match, and
+    # PostgreSQL's walk of the newest logs covers them all.
+    monkeypatch.setattr(log_queries, "FTS_SMALL", 1 if plan == "time-walk" else 10_000)
+    monkeypatch.setattr(log_queries, "PG_WALK", 2 if plan == "index" else 10_000)
     _seed(server)
     assert _bodies(server, q="search") == [
         {"msg": "structured search hit"},
@@ -384,6 +389,11 @@ def test_text_search(
     assert _bodies(server, q='"msg":"s') == [{"msg": "structured search hit"}]
     assert _bodies(server, q="straße") == ["Ünïcode Straße café"]
     assert _bodies(server, q="nothing like this") == []
+    # Paging a search: every match once, newest first.
+    first = _get_logs(server, q="e", limit=4)
+    second = _get_logs(server, q="e", limit=4, cursor=first["next_cursor"])
+    everything = _bodies(server, q="e")
+    assert [i["body"] for i in first["items"] + second["items"]] == everything[:8]
 
 
 def test_cursor_paging_walks_everything_once(server: RunningServer) -> None:

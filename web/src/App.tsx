@@ -12,6 +12,8 @@ import { AgentPage } from "./pages/Agent";
 import { AlertsPage } from "./pages/Alerts";
 import { CostsPage } from "./pages/Costs";
 import { SettingsPage } from "./pages/Settings";
+import { LogsPage } from "./pages/Logs";
+import { ErrorGroupPage, ErrorsPage } from "./pages/Errors";
 
 const MODE_TEXT: Record<Mode, string> = {
   connecting: "Connecting…",
@@ -85,6 +87,8 @@ function Nav() {
   const items: [string, string][] = [
     ["/", "Overview"],
     ["/traces", "Traces"],
+    ["/logs", "Logs"],
+    ["/errors", "Errors"],
     ["/agents", "Agents"],
     ["/alerts", "Alerts"],
     ["/costs", "Costs"],
@@ -149,6 +153,9 @@ function Dashboard({ signOut }: { signOut: (() => void) | null }) {
               <Route path="/" element={<OverviewPage />} />
               <Route path="/traces" element={<TracesPage />} />
               <Route path="/traces/:traceId" element={<TracePage />} />
+              <Route path="/logs" element={<LogsPage />} />
+              <Route path="/errors" element={<ErrorsPage />} />
+              <Route path="/errors/:fingerprint" element={<ErrorGroupPage />} />
               <Route path="/agents" element={<AgentsPage />} />
               <Route path="/agents/:agent" element={<AgentPage />} />
               <Route path="/alerts" element={<AlertsPage />} />

@@ -76,6 +76,8 @@ export interface Overview {
   health: Health;
   top_agents: AgentRow[];
   recent_errors: TraceSummary[];
+  /** The error groups with the most occurrences in the window (no stack traces). */
+  top_errors?: ErrorGroup[];
   slow_traces: TraceSummary[];
   alerts: { firing: number };
   ingest: {
@@ -155,6 +157,9 @@ export interface TraceDetail {
   roots: string[];
   spans: Span[];
   truncated: boolean;
+  /** The trace's logs in time order (the first 1,000). */
+  logs?: LogItem[];
+  logs_truncated?: boolean;
   bottlenecks: {
     critical_path: string[];
     top: Bottleneck[];
@@ -283,4 +288,67 @@ export interface Slo {
     burn_rates: Record<string, number | null>;
     windows: Record<string, SloWindow>;
   };
+}
+
+export type LogLevel = "trace" | "debug" | "info" | "warn" | "error" | "fatal";
+
+export interface LogItem {
+  log_id: string;
+  time: string;
+  observed_time: string;
+  level: LogLevel;
+  severity_number: number;
+  severity_text: string | null;
+  /** A string, or any JSON value when `body_type` is "json". */
+  body: unknown;
+  body_type: "string" | "json";
+  agent: string;
+  service: string | null;
+  scope: string | null;
+  trace_id: string | null;
+  span_id: string | null;
+  trace: { trace_id: string; exists: boolean; path: string | null } | null;
+  attributes: Record<string, unknown>;
+  resource: Record<string, unknown>;
+}
+
+export interface ErrorGroup {
+  fingerprint: string;
+  type: string | null;
+  message: string;
+  sample_message: string | null;
+  title: string;
+  source: "span" | "log";
+  status: "open" | "resolved";
+  regression: boolean;
+  resolved_at: string | null;
+  regressed_at: string | null;
+  first_seen: string;
+  last_seen: string;
+  total_count: number;
+  count: number;
+  previous_count: number;
+  trend: { change_pct: number | null; direction: Direction | null };
+  agents: string[];
+  sample_trace_id: string | null;
+  stacktrace?: string | null;
+  sparkline?: number[];
+}
+
+export interface ErrorList {
+  window: string;
+  items: ErrorGroup[];
+  window_seconds: number;
+  start: string;
+  end: string;
+}
+
+export interface ErrorDetail extends ErrorGroup {
+  window: string;
+  window_seconds: number;
+  interval_seconds: number;
+  timestamps: string[];
+  occurrences: number[];
+  by_agent: Record<string, number>;
+  recent_traces: { trace_id: string; time: string; agent: string; exists: boolean; path: string | null }[];
 }

@@ -16,9 +16,11 @@ interface LiveState {
   lastTraces: { ids: string[]; n: number } | null;
   lastSummary: LiveEvent | null;
   lastEventAt: number | null;
+  /** Bumped (at most about once a second) when new logs were stored or a poll is due. */
+  logTick: number;
 }
 
-const LiveContext = createContext<LiveState>({ mode: "connecting", tick: 0, lastTraces: null, lastSummary: null, lastEventAt: null });
+const LiveContext = createContext<LiveState>({ mode: "connecting", tick: 0, lastTraces: null, lastSummary: null, lastEventAt: null, logTick: 0 });
 const MIN_TICK_MS = 1000;
 
 export function LiveProvider({ window, children }: { window: string; children: ReactNode }) {
@@ -30,6 +32,9 @@ export function LiveProvider({ window, children }: { window: string; children: R
   const client = useRef<LiveClient | null>(null);
   const pending = useRef<number | null>(null);
   const lastTickAt = useRef(0);
+  const [logTick, setLogTick] = useState(0);
+  const logPending = useRef<number | null>(null);
+  const lastLogTickAt = useRef(0);
 
   useEffect(() => {
     const c = new LiveClient(browserEndpoints(), browserTransports(), window);
@@ -41,6 +46,17 @@ export function LiveProvider({ window, children }: { window: string; children: R
       if (event.type === "trace" || event.type === "poll") {
         const ids = event.type === "poll" ? ["*"] : ((event.traces as { trace_id: string }[] | undefined) ?? []).map((t) => t.trace_id);
         setLastTraces((old) => ({ ids, n: (old?.n ?? 0) + 1 }));
+      }
+      if (event.type === "log" || event.type === "poll") {
+        // The live tail: coalesced like the tick below.
+        if (logPending.current === null) {
+          const wait = Math.max(300, MIN_TICK_MS - (Date.now() - lastLogTickAt.current));
+          logPending.current = globalThis.setTimeout(() => {
+            logPending.current = null;
+            lastLogTickAt.current = Date.now();
+            setLogTick((t) => t + 1);
+          }, wait) as unknown as number;
+        }
       }
       if (event.type === "trace" || event.type === "poll" || event.type === "alert") {
         // Coalesce bursts: pages refetch at most about once a second, however busy ingest is.
@@ -61,6 +77,8 @@ export function LiveProvider({ window, children }: { window: string; children: R
       c.stop();
       if (pending.current !== null) globalThis.clearTimeout(pending.current);
       pending.current = null;
+      if (logPending.current !== null) globalThis.clearTimeout(logPending.current);
+      logPending.current = null;
       client.current = null;
     };
     // The window is applied below without reconnecting the whole client.
@@ -73,8 +91,8 @@ export function LiveProvider({ window, children }: { window: string; children: R
   }, [window]);
 
   const value = useMemo(
-    () => ({ mode, tick, lastTraces, lastSummary, lastEventAt }),
-    [mode, tick, lastTraces, lastSummary, lastEventAt],
+    () => ({ mode, tick, lastTraces, lastSummary, lastEventAt, logTick }),
+    [mode, tick, lastTraces, lastSummary, lastEventAt, logTick],
   );
   return <LiveContext.Provider value={value}>{children}</LiveContext.Provider>;
 }

@@ -1,6 +1,7 @@
 """Realistic, seeded agent traffic as OTLP requests: several agents and models, LLM, tool and
 retrieval spans, both GenAI and OpenInference conventions, errors with stack traces, a long
-latency tail, and one agent that degrades over the last hours.
+latency tail, and one agent that degrades over the last hours. The runs' logs (with and
+without trace context) are in :mod:`pharos.server.demo_logs`.
 
 Used by ``pharos serve --demo``, ``pharos demo``, the benchmarks and the tests.
 """
@@ -426,26 +427,42 @@ async def load_demo(
     backfill: int = 6000,
     live_interval: float = 2.0,
 ) -> None:
-    """Backfill a day of traffic through the normal ingest path, then keep a trickle going."""
+    """Backfill a day of traffic (traces and their logs) through the normal ingest path, then
+    keep a trickle going."""
+    from pharos.server.demo_logs import demo_batches
     from pharos.server.demo_metrics import demo_metrics_loop
+    from pharos.server.ingest.log_store import LOGS
+    from pharos.server.ingest.logs import normalize_logs
     from pharos.server.ingest.normalize import Limits, normalize_traces
 
     limits = Limits(settings.max_attributes, settings.max_attribute_length)
-    stored = 0
+    stored = logs = 0
+
+    async def write(traces: ExportTraceServiceRequest, records: Any) -> None:
+        nonlocal stored, logs
+        stored += (await writer.write(normalize_traces(traces, limits).spans)).stored
+        if LOGS in writer.stores:
+            result = await writer.write(extras={LOGS: normalize_logs(records, limits).logs})
+            logs += result.extra_stored.get(LOGS, 0)
+
     metrics = asyncio.create_task(demo_metrics_loop(writer, limits))  # CPU, memory, tool calls
     try:
-        for request in demo_requests(backfill, seed=7):
-            batch = normalize_traces(request, limits)
-            stored += (await writer.write(batch.spans)).stored
+        for traces, records in demo_batches(backfill, seed=7):
+            await write(traces, records)
             await asyncio.sleep(0)
-        log.info("demo: %d spans loaded (a day of traffic from %d agents)", stored, len(AGENTS))
+        log.info(
+            "demo: %d spans and %d logs loaded (a day of traffic from %d agents)",
+            stored,
+            logs,
+            len(AGENTS),
+        )
         seed = time.time_ns()
         while True:
             await asyncio.sleep(live_interval)
             seed += 1
             now = time.time_ns()
-            for request in demo_requests(1, seed=seed, end_ns=now, window_seconds=1):
-                await writer.write(normalize_traces(request, limits).spans)
+            for traces, records in demo_batches(1, seed=seed, end_ns=now, window_seconds=1):
+                await write(traces, records)
     except asyncio.CancelledError:
         raise
     except Exception:  # the demo must never take the server down

@@ -1,11 +1,11 @@
 import { useState } from "react";
 import { Link, useLocation } from "react-router-dom";
-import type { AgentRow, Health, Overview, Page, Summary, Timeseries, TraceSummary } from "../api";
+import type { AgentRow, ErrorGroup, Health, Overview, Page, Summary, Timeseries, TraceSummary } from "../api";
 import { Chart } from "../components/Chart";
 import { EmptyState } from "../components/EmptyState";
 import { SummaryCards } from "../components/SummaryCards";
 import { TraceTable } from "../components/TraceTable";
-import { fmtCount, fmtMs, fmtPct, fmtUsd, visible } from "../format";
+import { fmtAgo, fmtCount, fmtMs, fmtPct, fmtUsd, visible } from "../format";
 import { useApi, useFilters, useLive, useTimeseries } from "../hooks";
 import { carry } from "../query";
 
@@ -94,7 +94,46 @@ function TopAgents({ rows }: { rows: AgentRow[] }) {
   );
 }
 
+function TopErrors({ items }: { items: ErrorGroup[] | null }) {
+  const { search } = useLocation();
+  const keep = carry(search);
+  if (items === null) return null;
+  if (items.length === 0) return <p className="muted">No exceptions or error logs in this window.</p>;
+  return (
+    <table className="table" data-testid="top-errors">
+      <thead>
+        <tr>
+          <th scope="col">Error</th>
+          <th scope="col" className="num">Events</th>
+          <th scope="col">Agents</th>
+          <th scope="col" className="num">Last seen</th>
+        </tr>
+      </thead>
+      <tbody>
+        {items.map((g) => (
+          <tr key={g.fingerprint} data-fingerprint={g.fingerprint}>
+            <td className="cell-name">
+              <Link to={`/errors/${g.fingerprint}${keep}`}>
+                <span className="tele">{visible(g.title, 200)}</span>
+              </Link>
+              {g.regression ? <span className="badge group-error">regression</span> : null}
+            </td>
+            <td className="num">{fmtCount(g.count)}</td>
+            <td>
+              <span className="tele clamp">{visible(g.agents.join(", "), 200)}</span>
+            </td>
+            <td className="num" title={g.last_seen}>
+              {fmtAgo(g.last_seen)}
+            </td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
 export function OverviewPage() {
+  const location = useLocation();
   const [filters] = useFilters();
   const { tick, lastSummary } = useLive();
   const [split, setSplit] = useState(false);
@@ -148,11 +187,20 @@ export function OverviewPage() {
           <TraceTable items={overview.data?.slow_traces ?? []} testId="slow-traces" compact />
         </section>
         <section className="card">
-          <h2>Recent errors</h2>
+          <h2>Recent failed traces</h2>
           {overview.data && overview.data.recent_errors.length === 0 ? <p className="muted">No failed traces.</p> : null}
           <TraceTable items={overview.data?.recent_errors ?? []} testId="recent-errors" compact />
         </section>
       </div>
+      <section className="card">
+        <h2>
+          Top errors{" "}
+          <Link to={`/errors${carry(location.search)}`} className="muted small">
+            all errors
+          </Link>
+        </h2>
+        <TopErrors items={overview.data?.top_errors ?? null} />
+      </section>
       <section className="card">
         <h2>Busiest agents</h2>
         <TopAgents rows={overview.data?.top_agents ?? []} />

@@ -2,6 +2,7 @@ import { useEffect, useMemo, useState } from "react";
 import { Link, useLocation, useParams } from "react-router-dom";
 import type { TraceDetail } from "../api";
 import { ExternalLinks } from "../components/ExternalLinks";
+import { LogTable } from "../components/LogTable";
 import { SpanDetails } from "../components/SpanDetails";
 import { StatusBadge } from "../components/TraceTable";
 import { Waterfall } from "../components/Waterfall";
@@ -24,6 +25,7 @@ export function TracePage() {
   const [selected, setSelected] = useState<string | null>(null);
   const byId = useMemo(() => new Map((data?.spans ?? []).map((s) => [s.span_id, s])), [data]);
   const current = (selected && byId.get(selected)) || data?.spans[0] || null;
+  const spanNames = useMemo(() => new Map((data?.spans ?? []).map((s) => [s.span_id, s.name])), [data]);
 
   if (error && !data) {
     return (
@@ -127,6 +129,26 @@ export function TracePage() {
         </section>
         {current ? <SpanDetails span={current} /> : null}
       </div>
+      <section className="card" data-testid="trace-logs">
+        <h2>
+          Logs{" "}
+          <Link to={`/logs?trace_id=${t.trace_id}`} className="muted small">
+            open in the log explorer
+          </Link>
+        </h2>
+        {(data.logs ?? []).length === 0 ? <p className="muted">No logs carry this trace's id.</p> : null}
+        <LogTable
+          items={data.logs ?? []}
+          showTrace={false}
+          testId="trace-logs-table"
+          spanNames={spanNames}
+          onSpan={(id) => {
+            setSelected(id);
+            document.querySelector(`[data-span-id="${CSS.escape(id)}"]`)?.scrollIntoView({ block: "nearest" });
+          }}
+        />
+        {data.logs_truncated ? <p className="muted">The first {data.logs?.length} logs are shown.</p> : null}
+      </section>
     </div>
   );
 }

@@ -4,13 +4,21 @@ Text search (``q``) is a case-insensitive substring match over the body:
 
 - **SQLite**: the FTS5 trigram index ``logs_fts`` (migration 0003). A query of 3 characters or
   more first asks the index how many logs contain it, up to :data:`FTS_SMALL`; when that is all
-  of them, those few rows are read through the index. A very common text (more matches than
-  that) is found faster by walking the time index newest first and testing each body with
-  ``LIKE`` (the page fills after a few thousand rows). Texts shorter than 3 characters cannot
-  use trigrams and always take the ``LIKE`` walk. ``LIKE`` folds ASCII letters only; the index
-  folds all of Unicode.
-- **PostgreSQL**: ``ILIKE`` backed by the pg_trgm GIN index ``ix_logs_body_trgm`` (migration
-  0007); the planner picks that index or the time index by its estimate of how many rows match.
+  of them, those rows are read through the index and sorted by time. A more common text is
+  found faster by walking the time index newest first and testing each body with ``LIKE``
+  (with at least one match in :data:`FTS_SMALL` / N logs, a page of 100 fills within
+  100 N / FTS_SMALL rows). The threshold balances the two (reading a match through the
+  index costs a few walked rows; bench/logs.py measured the costs over 5 million logs).
+  Texts shorter than 3 characters cannot use trigrams and always take the ``LIKE`` walk.
+  ``LIKE`` folds ASCII letters only; the index folds all of Unicode.
+- **PostgreSQL**: ``ILIKE``, walking the newest logs or through the pg_trgm GIN index
+  ``ix_logs_body_trgm`` (migration 0007), whichever is predicted cheaper from a first short walk
+  (:func:`_postgresql_text`). The planner's own choice between the two, from its estimate of
+  how many rows match, is often the costly one (bench/logs.py).
+
+A **level** filter on SQLite has the same trade-off: when few logs are that severe (at most
+:data:`RARE_LEVEL`, counted in the severity index), they are read through that index and sorted,
+rather than walking the time index past every less severe log.
 
 Logs link to their trace at query time (``traces`` is looked up for the page's trace ids), so a
 log that arrived before its trace links up as soon as the trace is stored.
@@ -24,13 +32,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, and_, column, select, text, tuple_
+from sqlalchemy import Connection, Engine, and_, column, func, or_, select, text, tuple_
 
 from pharos.server.db.schema import logs, traces
 from pharos.server.timeparse import iso_from_ns
 
 #: Above this many FTS matches, SQLite walks the time index instead (see the module doc).
-FTS_SMALL = 2000
+FTS_SMALL = 10_000
+#: At most this many logs at or above a level: read them through the severity index (SQLite).
+RARE_LEVEL = 10_000
+#: PostgreSQL text search reads the newest this many logs (of the other filters) first.
+PG_WALK = 10_000
+#: Reading one match through the pg_trgm index costs about as much as walking this many logs.
+PG_INDEX_COST = 4.0
 #: Trigram search needs at least this many characters.
 TRIGRAM = 3
 
@@ -144,18 +158,23 @@ def _conditions(flt: LogFilter) -> list[Any]:
     return out
 
 
-def _sqlite_text(conn: Connection, q: str) -> Any:
-    """The text condition on SQLite: through the trigram index when few logs match."""
-    if len(q) >= TRIGRAM:
-        phrase = fts_phrase(q)
-        matches = conn.exec_driver_sql(
-            "SELECT count(*) FROM (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ? LIMIT ?)",
-            (phrase, FTS_SMALL + 1),
-        ).scalar_one()
-        if matches <= FTS_SMALL:
-            fts = text("SELECT rowid FROM logs_fts WHERE logs_fts MATCH :phrase")
-            return logs.c.id.in_(fts.bindparams(phrase=phrase).columns(column("rowid")))
-    return logs.c.body.like(like_pattern(q), escape="\\")
+def _fts_matches(conn: Connection, q: str) -> bool:
+    """True if at most FTS_SMALL logs contain ``q`` (then the index path is the fast one)."""
+    if len(q) < TRIGRAM:
+        return False
+    matches = conn.exec_driver_sql(
+        "SELECT count(*) FROM (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ? LIMIT ?)",
+        (fts_phrase(q), FTS_SMALL + 1),
+    ).scalar_one()
+    return bool(matches <= FTS_SMALL)
+
+
+def _rare_level(conn: Connection, min_severity: int) -> bool:
+    found = conn.exec_driver_sql(
+        "SELECT count(*) FROM (SELECT 1 FROM logs WHERE severity_number >= ? LIMIT ?)",
+        (min_severity, RARE_LEVEL + 1),
+    ).scalar_one()
+    return bool(found <= RARE_LEVEL)
 
 
 def list_logs(engine: Engine, flt: LogFilter, *, limit: int, cursor: str | None) -> dict[str, Any]:
@@ -164,22 +183,111 @@ def list_logs(engine: Engine, flt: LogFilter, *, limit: int, cursor: str | None)
     if cursor:
         c_time, c_id = decode_cursor(cursor)
         conditions.append(tuple_(c.time_ns, c.id) < tuple_(c_time, c_id))
+    order: tuple[Any, ...] = (c.time_ns.desc(), c.id.desc())
     with engine.connect() as conn:
-        if flt.q:
-            if conn.dialect.name == "sqlite":
-                conditions.append(_sqlite_text(conn, flt.q))
-            else:
-                conditions.append(c.body.ilike(like_pattern(flt.q), escape="\\"))
-        stmt = (
+        if conn.dialect.name == "sqlite":
+            through_fts = bool(flt.q) and _fts_matches(conn, flt.q or "")
+            if through_fts:
+                fts = text("SELECT rowid FROM logs_fts WHERE logs_fts MATCH :phrase")
+                phrase = fts_phrase(flt.q or "")
+                conditions.append(c.id.in_(fts.bindparams(phrase=phrase).columns(column("rowid"))))
+            elif flt.q:
+                conditions.append(c.body.like(like_pattern(flt.q), escape="\\"))
+            narrow = flt.agent or flt.trace_id or flt.span_id
+            if (
+                not through_fts
+                and not narrow
+                and flt.min_severity is not None
+                and _rare_level(conn, flt.min_severity)
+            ):
+                # "+ 0": the time index cannot serve the order, so SQLite reads the few severe
+                # logs through the severity index and sorts them.
+                order = ((c.time_ns + 0).desc(), (c.id + 0).desc())
+        elif flt.q:
+            return _page(conn, _postgresql_text(conn, conditions, flt.q, limit), limit)
+        stmt = select(logs).where(and_(True, *conditions)).order_by(*order).limit(limit + 1)
+        return _page(conn, list(conn.execute(stmt).all()), limit)
+
+
+def _walk(
+    conn: Connection, conditions: list[Any], match: Any, limit: int, budget: int
+) -> tuple[list[Any], Any]:
+    """Walk the newest ``budget`` logs of ``conditions``, newest first: the first ``limit + 1``
+    matches, and the ``budget``-th log (None when the walk ran out of logs first). One query;
+    it stops as soon as it has a page."""
+    c = logs.c
+    newest = (
+        select(logs)
+        .where(and_(True, *conditions))
+        .order_by(c.time_ns.desc(), c.id.desc())
+        .limit(budget)
+        .subquery()
+    )
+    rank = func.row_number().over(order_by=(newest.c.time_ns.desc(), newest.c.id.desc()))
+    ranked = select(newest, rank.label("walk_rank")).subquery()
+    hit = match(ranked.c.body)
+    found = conn.execute(
+        select(ranked, hit.label("walk_hit"))
+        .where(or_(hit, ranked.c.walk_rank == budget))
+        # The walk's own order (PostgreSQL knows the subquery is sorted so): no sort, so the
+        # walk stops as soon as the page is full.
+        .order_by(ranked.c.time_ns.desc(), ranked.c.id.desc())
+        .limit(limit + 2)
+    ).all()
+    hits = [r for r in found if r.walk_hit]
+    last = next((r for r in found if r.walk_rank == budget), None)
+    return hits[: limit + 1], last
+
+
+def _postgresql_text(conn: Connection, conditions: list[Any], q: str, limit: int) -> list[Any]:
+    """Text search on PostgreSQL: walk the newest logs, or ask the trigram index.
+
+    The newest PG_WALK logs (of the other filters) are tested first, newest first; the walk
+    stops as soon as it has a page, so a common text costs a few hundred rows. Otherwise the
+    share of matches it saw predicts what finishing the page costs each way: walking on (the
+    rows still needed at that rate) or reading every match through the pg_trgm GIN index
+    (about PG_INDEX_COST walked rows per match, from bench/logs.py); the cheaper is taken, and a
+    text not seen at all goes to the index. (The planner's own choice between the two, from its
+    estimate of how many rows match, is often the costly one.)
+    """
+    c = logs.c
+    pattern = like_pattern(q)
+
+    def match(body: Any) -> Any:
+        return body.ilike(pattern, escape="\\")
+
+    hits, last = _walk(conn, conditions, match, limit, PG_WALK)
+    if len(hits) > limit or last is None:  # a full page, or every log was walked
+        return hits
+    if hits:
+        rate = len(hits) / PG_WALK
+        still = (limit + 1 - len(hits)) / rate  # logs to walk for the rest of the page
+        total = conn.exec_driver_sql(
+            "SELECT reltuples FROM pg_class WHERE oid = 'logs'::regclass"
+        ).scalar_one()
+        if still <= rate * max(float(total), PG_WALK) * PG_INDEX_COST:
+            after = tuple_(c.time_ns, c.id) < tuple_(last.time_ns, last.id)
+            budget = int(1.5 * still) + 1
+            more, end = _walk(conn, [*conditions, after], match, limit - len(hits), budget)
+            if len(hits) + len(more) > limit or end is None:
+                return hits + more
+    conn.exec_driver_sql("SET LOCAL enable_indexscan = off")  # this transaction only:
+    conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # a bitmap scan of the index
+    return list(
+        conn.execute(
             select(logs)
-            .where(and_(True, *conditions))
+            .where(and_(True, *conditions, match(c.body)))
             .order_by(c.time_ns.desc(), c.id.desc())
             .limit(limit + 1)
-        )
-        rows = conn.execute(stmt).all()
-        more = len(rows) > limit
-        rows = rows[:limit]
-        existing = existing_trace_ids(conn, {r.trace_id for r in rows if r.trace_id})
+        ).all()
+    )
+
+
+def _page(conn: Connection, rows: list[Any], limit: int) -> dict[str, Any]:
+    """One page of ``limit`` (of the ``limit + 1`` rows read) with its trace links."""
+    more = len(rows) > limit
+    rows = rows[:limit]
+    existing = existing_trace_ids(conn, {r.trace_id for r in rows if r.trace_id})
     next_cursor = encode_cursor(rows[-1].time_ns, rows[-1].id) if more and rows else None
     return {"items": [log_out(r, existing) for r in rows], "next_cursor": next_cursor}
 
