@@ -14,6 +14,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -21,11 +22,11 @@ from opentelemetry.trace import SpanKind, StatusCode
 from sqlalchemy import create_engine, func, select
 
 from pharos.server.app import create_app
-from pharos.server.db.schema import ROLLUP_TABLES, llm_usage_daily
+from pharos.server.db.schema import ROLLUP_TABLES, error_occurrences, llm_usage_daily
 from pharos.server.db.schema import spans as spans_table
 from pharos.server.settings import Settings
 from tests.conftest import FIXTURES, RunningServer, ServerFactory
-from tests.otlp_helpers import JSON, PROTOBUF, fixture_bodies, request, span, to_otlp_json
+from tests.otlp_helpers import JSON, PROTOBUF, fixture_bodies, kv, request, span, to_otlp_json
 
 
 def _provider(url: str, service: str, *, gzip_on: bool = False) -> TracerProvider:
@@ -352,11 +353,19 @@ def test_children_stored_before_their_agent_span_move_to_that_agent(
         "gen_ai.usage.input_tokens": 1000,
         "gen_ai.usage.output_tokens": 100,
     }
+    failing = span(0xF01, 4, 2, name="chat gpt-4o-mini", attrs=model, error="boom")
+    failing.events.append(
+        Span.Event(
+            name="exception",
+            time_unix_nano=failing.end_time_unix_nano,
+            attributes=[kv("exception.type", "RateLimitError"), kv("exception.message", "429")],
+        )
+    )
     children = request(
         [
             span(0xF01, 2, 1, name="step"),
             span(0xF01, 3, 2, name="chat gpt-4o-mini", attrs=model),
-            span(0xF01, 4, 2, name="chat gpt-4o-mini", attrs=model, error="boom"),
+            failing,
             span(0xF01, 5, 3, name="inner"),
         ],
         service="svc",
@@ -374,11 +383,17 @@ def test_children_stored_before_their_agent_span_move_to_that_agent(
             name: conn.execute(
                 select(func.count()).select_from(table).where(table.c.agent == "svc")
             ).scalar_one()
-            for name, table in {**ROLLUP_TABLES, "usage": llm_usage_daily}.items()
+            for name, table in {
+                **ROLLUP_TABLES,
+                "usage": llm_usage_daily,
+                "errors": error_occurrences,
+            }.items()
         }
     engine.dispose()
     assert stored == {f"{i:016x}": "planner" for i in (1, 2, 3, 4, 5)}
-    assert leftovers == {"1m": 0, "1h": 0, "1d": 0, "usage": 0}
+    assert leftovers == {"1m": 0, "1h": 0, "1d": 0, "usage": 0, "errors": 0}
+    [group] = server.get("/api/v1/errors", params={"window": "400d"}).json()["items"]
+    assert (group["type"], group["count"], group["agents"]) == ("RateLimitError", 1, ["planner"])
 
     summary = server.get(
         "/api/v1/metrics/summary", params={"window": "400d", "agent": "planner"}

@@ -30,7 +30,11 @@ from pharos.server.db.engine import make_engine, make_writer_engine
 from pharos.server.db.migrate import current_revision, head_revision, upgrade
 from pharos.server.errors import install_error_handlers
 from pharos.server.forward.service import start_forwarding
-from pharos.server.ingest.error_store import record_log_errors, record_span_errors
+from pharos.server.ingest.error_store import (
+    move_span_errors,
+    record_log_errors,
+    record_span_errors,
+)
 from pharos.server.ingest.grpc import OtlpGrpcServer
 from pharos.server.ingest.http import router as ingest_router
 from pharos.server.ingest.log_store import LOGS, LogStore
@@ -96,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             writer.stores[METRIC_POINTS] = store_metric_points
             writer.stores[LOGS] = LogStore(on_errors=record_log_errors)  # + error groups
             writer.span_steps.append(record_span_errors)  # exception events -> error groups
+            writer.move_steps.append(move_span_errors)  # ... and their agent when it arrives
             writer.on_commit_extras[LOGS] = publish_logs(bus)  # live `log` events
             await start_forwarding(app, settings, stack, writer)  # queue + worker (issue 9)
             writer.start()

@@ -48,6 +48,7 @@ _COLUMNS = (
     "cached_tokens",
     "cost_nanousd",
     "attributes",
+    "events",
 )
 
 
@@ -132,7 +133,7 @@ def _record(v: Mapping[str, Any]) -> SpanRecord:
         cached_tokens=v["cached_tokens"],
         cost_nanousd=v["cost_nanousd"],
         attributes="{}",
-        events="[]",
+        events=v["events"] or "[]",
         links="[]",
         resource="{}",
         scope=None,

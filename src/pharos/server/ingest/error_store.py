@@ -10,11 +10,12 @@ written back.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pharos.server.db.schema import error_groups, error_occurrences
@@ -89,3 +90,62 @@ def record_span_errors(conn: Connection, spans: Sequence[SpanRecord]) -> None:
 def record_log_errors(conn: Connection, records: Sequence[LogRecord]) -> None:
     """The log store's error step: ERROR-or-worse logs stored for the first time."""
     record_errors(conn, log_occurrences(records))
+
+
+def move_span_errors(
+    conn: Connection, before: Sequence[SpanRecord], after: Sequence[SpanRecord]
+) -> None:
+    """Stored spans given another agent (ingest/adopt.py): their exception events' per-minute
+    counts move to that agent, and the groups list it (and no longer list the old agent when
+    none of its occurrences is left)."""
+    old = minute_counts(span_occurrences(before))
+    if not old:
+        return
+    new = minute_counts(span_occurrences(after))
+    delta: Counter[tuple[int, str, str]] = Counter(new)
+    delta.subtract(old)
+    insert: Any = sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert
+    o = error_occurrences.c
+    stmt = insert(error_occurrences)
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["bucket_start", "fingerprint", "agent"],
+            set_={"count": o.count + stmt.excluded.count},
+        ),
+        [
+            {"bucket_start": b, "fingerprint": fp, "agent": agent, "count": n}
+            for (b, fp, agent), n in sorted(delta.items())
+            if n
+        ],
+    )
+    conn.execute(
+        delete(error_occurrences).where(o.count <= 0, o.fingerprint.in_({k[1] for k in old}))
+    )
+    g = error_groups.c
+    fingerprints = sorted({k[1] for k in old} | {k[1] for k in new})
+    left = {
+        (fp, agent)
+        for fp, agent in conn.execute(
+            select(o.fingerprint, o.agent).where(o.fingerprint.in_(fingerprints)).distinct()
+        )
+    }
+    gained: dict[str, set[str]] = {}
+    for _, fp, agent in new:
+        gained.setdefault(fp, set()).add(agent)
+    rows = conn.execute(
+        select(g.fingerprint, g.agents)
+        .where(g.fingerprint.in_(fingerprints))
+        .order_by(g.fingerprint)
+    ).all()
+    updates = []
+    for fingerprint, agents_json in rows:
+        agents = [a for a in orjson.loads(agents_json) if (fingerprint, a) in left]
+        agents += sorted(gained.get(fingerprint, set()) - set(agents))
+        updates.append({"b_fp": fingerprint, "b_agents": orjson.dumps(agents).decode()})
+    if updates:
+        conn.execute(
+            update(error_groups)
+            .where(g.fingerprint == bindparam("b_fp"))
+            .values(agents=bindparam("b_agents")),
+            updates,
+        )

@@ -124,6 +124,11 @@ class GroupCommitWriter:
         self.request_steps: list[
             Callable[[Connection, Any, Sequence[SpanRecord], Mapping[str, int]], None]
         ] = []
+        #: Called inside the transaction when stored spans were given another agent (their
+        #: ancestor naming it arrived later: ingest/adopt.py), with the spans before and after.
+        self.move_steps: list[
+            Callable[[Connection, Sequence[SpanRecord], Sequence[SpanRecord]], None]
+        ] = []
         #: Called on the event loop after a request's spans are committed (live/ events).
         self.on_commit: Callable[[Sequence[SpanRecord], WriteResult], None] | None = None
         #: By store name: called on the event loop after a request's records of that signal
@@ -328,6 +333,8 @@ class GroupCommitWriter:
                     self._move_rollups(conn, moved)
                     if self.cost is not None:
                         self.cost.move(conn, moved.before, moved.after)
+                    for move in self.move_steps:
+                        move(conn, moved.before, moved.after)
                 for step in self.span_steps:
                     step(conn, new)
             for index, job in enumerate(jobs):
