@@ -94,7 +94,11 @@ class MemoryBus:
 
 
 class RedisBus(MemoryBus):
-    """Publishes on a Redis channel; one reader task relays the channel to local subscribers."""
+    """Publishes on a Redis channel; one reader task relays the channel to local subscribers.
+
+    While Redis is unreachable the bus degrades to :class:`MemoryBus` behaviour (events reach
+    this instance's subscribers only; a warning is logged once) and the relay keeps trying to
+    resubscribe, so fan-out resumes by itself when Redis is back."""
 
     kind = "redis"
 
@@ -102,22 +106,28 @@ class RedisBus(MemoryBus):
         super().__init__()
         import redis.asyncio as aioredis
 
-        self._redis: Any = aioredis.from_url(url)
+        from pharos.server.ops.redis_link import RedisLink, client
+
+        self._redis: Any = client(url)  # publishing: fails fast
+        # The subscriber connection blocks in listen(): no socket timeout, but health checks.
+        self._sub_redis: Any = aioredis.from_url(url, health_check_interval=5)
+        self.link = RedisLink("live events", log)
         self._reader: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
         self.publish_failures = 0
 
     async def start(self) -> None:
-        pubsub = self._redis.pubsub()
-        await pubsub.subscribe(CHANNEL)  # fails loudly at start if Redis is unreachable
-        self._reader = asyncio.create_task(self._relay(pubsub), name="pharos-live-relay")
+        self._reader = asyncio.create_task(self._relay(), name="pharos-live-relay")
 
-    async def _relay(self, pubsub: Any) -> None:
+    async def _relay(self) -> None:
         backoff = 0.5
         while True:
+            pubsub = self._sub_redis.pubsub()
             try:
+                await pubsub.subscribe(CHANNEL)
+                self.link.ok()
+                backoff = 0.5
                 async for message in pubsub.listen():
-                    backoff = 0.5
                     if message.get("type") != "message":
                         continue
                     try:
@@ -128,17 +138,21 @@ class RedisBus(MemoryBus):
                     if isinstance(event, dict):
                         self.deliver(event)
             except asyncio.CancelledError:
-                await pubsub.aclose()
-                raise
-            except Exception as exc:  # reconnect: the dashboard must not go quiet for good
-                log.warning("live relay from Redis failed (%s); retrying in %.1fs", exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
                 with contextlib.suppress(Exception):
-                    await pubsub.subscribe(CHANNEL)
+                    await pubsub.aclose()
+                raise
+            except Exception as exc:  # resubscribe: the dashboard must not go quiet for good
+                self.link.failed(exc)
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
 
     def publish(self, event: dict[str, Any]) -> None:
         self.published += 1
+        if not self.link.up and not self.link.should_try():
+            self.deliver(event)  # Redis is away: this instance's subscribers only
+            return
         task = asyncio.get_running_loop().create_task(self._publish(event))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
@@ -148,8 +162,10 @@ class RedisBus(MemoryBus):
             await self._redis.publish(CHANNEL, orjson.dumps(event))
         except Exception as exc:
             self.publish_failures += 1
-            log.warning("live publish to Redis failed (%s); delivering locally only", exc)
+            self.link.failed(exc)
             self.deliver(event)
+        else:
+            self.link.ok()
 
     async def stop(self) -> None:
         if self._reader is not None:
@@ -159,6 +175,7 @@ class RedisBus(MemoryBus):
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
         await self._redis.aclose()
+        await self._sub_redis.aclose()
 
 
 Bus = MemoryBus

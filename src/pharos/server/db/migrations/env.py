@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import text
 
-from pharos.server.db.engine import make_engine
+from pharos.server.db.engine import SQLITE_BEGIN, make_engine
 from pharos.server.db.schema import metadata
 
 config = context.config
@@ -30,8 +30,16 @@ def run_migrations_online() -> None:
                     render_as_batch=connection.dialect.name == "sqlite",
                     compare_type=True,
                 )
-                with context.begin_transaction():
-                    context.run_migrations()
+                if is_pg:
+                    with context.begin_transaction():
+                        context.run_migrations()
+                else:
+                    # SQLite: one IMMEDIATE transaction from reading the revision to the last
+                    # step, so a second `pharos db upgrade` (another instance starting) waits
+                    # for this one and then finds nothing to do.
+                    connection.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
+                    with connection.begin():
+                        context.run_migrations()
             finally:
                 if is_pg:
                     connection.execute(
