@@ -57,11 +57,14 @@ def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
 
 def integrity(path: Path) -> str:
     """``PRAGMA integrity_check`` of the file: "ok" or the problems it found."""
-    conn = _connect(path, readonly=True)
     try:
-        rows = conn.execute("PRAGMA integrity_check").fetchall()
-    finally:
-        conn.close()
+        conn = _connect(path, readonly=True)
+        try:
+            rows = conn.execute("PRAGMA integrity_check").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:  # not a database at all, or a damaged header
+        return str(exc)
     return "\n".join(str(r[0]) for r in rows)
 
 
