@@ -35,7 +35,13 @@ class ServerProcess:
 
 
 def start_server(
-    db_url: str, log: Path, *, port: int | None = None, env: dict[str, str] | None = None
+    db_url: str,
+    log: Path,
+    *,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+    new_session: bool = False,
+    ready: bool = True,
 ) -> ServerProcess:
     port = port or free_port()
     full_env = {
@@ -51,9 +57,11 @@ def start_server(
             stdout=out,
             stderr=subprocess.STDOUT,
             env=full_env,
+            start_new_session=new_session,  # its own process group (as systemd signals it)
         )
     server = ServerProcess(proc, f"http://127.0.0.1:{port}", port, log)
-    wait_ready(server)
+    if ready:
+        wait_ready(server)
     return server
 
 

@@ -182,9 +182,7 @@ def test_retention_run_dry_run_then_prune(make_server: ServerFactory, db_url: st
         assert kept == set(new) and stored == set(new)
         assert _count(engine, spans) == spans_before - old_spans
         assert {r for (r,) in _rows(engine, select(logs.c.body))} == {"fresh needle"}
-        assert {r for (r,) in _rows(engine, select(metric_series.c.series_key))} == {
-            "live-series"
-        }
+        assert {r for (r,) in _rows(engine, select(metric_series.c.series_key))} == {"live-series"}
         assert _count(engine, metric_points) == 1
         assert _count(engine, rollups_1m, rollups_1m.c.agent == "ghost") == 0
         assert _count(engine, rollups_1h, rollups_1h.c.agent == "ghost") == 1  # 20 d < 90 d

@@ -246,7 +246,9 @@ def test_two_instances_share_everything(tmp_path: Path) -> None:
 
             def call(i: int) -> int:
                 with httpx.Client(headers=auth, timeout=60) as c:
-                    return c.post(f"{urls[i % 2]}/gateway/agents/{limited}/x", content=b"x").status_code
+                    return c.post(
+                        f"{urls[i % 2]}/gateway/agents/{limited}/x", content=b"x"
+                    ).status_code
 
             with ThreadPoolExecutor(max_workers=16) as pool:
                 codes = list(pool.map(call, range(90)))
