@@ -41,7 +41,7 @@ class SpanCopier:
             if not proxied.info.get(_READY):
                 cursor.execute(self._create)
                 proxied.info[_READY] = True
-            with cursor.copy(self._copy) as copy:  # type: ignore[attr-defined]
+            with cursor.copy(self._copy) as copy:
                 for row in rows:
                     copy.write_row(row)
             cursor.execute(self._move)
