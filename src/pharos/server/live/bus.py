@@ -117,14 +117,25 @@ class RedisBus(MemoryBus):
         self.publish_failures = 0
 
     async def start(self) -> None:
-        self._reader = asyncio.create_task(self._relay(), name="pharos-live-relay")
+        # Subscribed before the server takes requests (so no early event is missed); if Redis
+        # is away now, the relay keeps trying in the background and the bus starts local.
+        pubsub = self._sub_redis.pubsub()
+        try:
+            await asyncio.wait_for(pubsub.subscribe(CHANNEL), timeout=2.0)
+        except Exception as exc:
+            self.link.failed(exc)
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+            pubsub = None
+        self._reader = asyncio.create_task(self._relay(pubsub), name="pharos-live-relay")
 
-    async def _relay(self) -> None:
+    async def _relay(self, subscribed: Any = None) -> None:
         backoff = 0.5
         while True:
-            pubsub = self._sub_redis.pubsub()
+            pubsub, subscribed = subscribed or self._sub_redis.pubsub(), None
             try:
-                await pubsub.subscribe(CHANNEL)
+                if not pubsub.subscribed:
+                    await pubsub.subscribe(CHANNEL)
                 self.link.ok()
                 backoff = 0.5
                 async for message in pubsub.listen():
