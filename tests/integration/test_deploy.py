@@ -78,7 +78,14 @@ def test_caddy_balances_both_instances_with_readyz_health_checks(tmp_path: Path)
     assert "h2c://pharos-1:4317 h2c://pharos-2:4317" in caddyfile
     caddy = _tool("caddy", "caddy")
     result = subprocess.run(
-        [caddy, "validate", "--config", str(DEPLOY / "caddy" / "Caddyfile"), "--adapter", "caddyfile"],
+        [
+            caddy,
+            "validate",
+            "--config",
+            str(DEPLOY / "caddy" / "Caddyfile"),
+            "--adapter",
+            "caddyfile",
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -112,9 +119,9 @@ def test_prometheus_scrapes_both_instances(tmp_path: Path) -> None:
 
 
 def test_grafana_provisioning_points_at_the_dashboard() -> None:
-    provider = yaml.safe_load(
-        (DEPLOY / "grafana/provisioning/dashboards/pharos.yml").read_text()
-    )["providers"][0]
+    provider = yaml.safe_load((DEPLOY / "grafana/provisioning/dashboards/pharos.yml").read_text())[
+        "providers"
+    ][0]
     mount = next(
         v for v in _compose()["services"]["grafana"]["volumes"] if "pharos-dashboard.json" in v
     )

@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -123,18 +124,33 @@ def test_postgres_restart_mid_ingest_loses_nothing(tmp_path: Path) -> None:
         try:
             requests = list(demo_requests(2500, seed=21, max_spans=64))
             load = IngestLoad([server.url], requests, threads=4).start()
+            reads: list[int] = []
+            reading = threading.Event()
+
+            def reader() -> None:  # a dashboard polling meanwhile: 200 or 503, never a 500
+                with httpx.Client(base_url=server.url, timeout=30) as c:
+                    while not reading.is_set():
+                        reads.append(c.get("/api/v1/traces", params={"limit": 5}).status_code)
+                        reads.append(c.get("/api/v1/metrics/summary").status_code)
+                        time.sleep(0.02)
+
+            watcher = threading.Thread(target=reader)
+            watcher.start()
             deadline = time.monotonic() + 60
             while load.acked_count() < 3000:
                 assert time.monotonic() < deadline, "ingest too slow"
                 time.sleep(0.05)
             restart()  # connections cut mid-transaction; back after a moment
             load.wait_done(180)
+            reading.set()
+            watcher.join(30)
             assert server.proc.poll() is None, "the server died with its database"
             ready = httpx.get(f"{server.url}/readyz", timeout=10)
             assert ready.status_code == 200, ready.text
         finally:
             stop_server(server)
         assert load.outcomes["503"] > 0, f"the restart was never seen: {load.outcomes}"
+        assert set(reads) <= {200, 503} and 200 in reads, sorted(set(reads))
         assert set(load.outcomes) <= {"200", "503", "429"}, (load.outcomes, load.errors[:5])
         keys, rows = stored_span_counts(db_url)
         total = {k for r in requests for k in _keys(r)}

@@ -133,7 +133,8 @@ def _seed_other_signals(engine: Engine, now: int) -> None:
                     payload="{}",
                     status=status,
                     attempts=1,
-                    next_attempt_ns=now,
+                    # not due for a day: the server's outbox worker leaves the pending one alone
+                    next_attempt_ns=now + DAY * NS,
                     created_ns=now - ago_d * DAY * NS,
                 )
             )

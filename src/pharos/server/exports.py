@@ -269,7 +269,7 @@ def grafana_dashboard() -> dict[str, Any]:
                     "multi": True,
                     "allValue": ".*",
                     "current": {"text": "All", "value": "$__all"},
-                }
+                },
             ]
         },
         "panels": panels,

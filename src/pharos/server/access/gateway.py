@@ -752,11 +752,13 @@ async def start_gateway(
     by every instance), else in the process; closed on shutdown before the writer stops."""
     from pharos.server.access.limits import MemoryBuckets, RedisBuckets, SharedBuckets
     from pharos.server.ops.redis_link import RedisLink
+    from pharos.server.ops.redis_link import namespace as redis_namespace
 
     buckets: MemoryBuckets | SharedBuckets
     if settings.redis_url:
         link = RedisLink("rate limits", logging.getLogger("pharos.access"))
-        buckets = SharedBuckets(RedisBuckets(settings.redis_url), link)
+        namespace = await anyio.to_thread.run_sync(redis_namespace, engine)
+        buckets = SharedBuckets(RedisBuckets(settings.redis_url, f"pharos:rl:{namespace}:"), link)
         stack.push_async_callback(buckets.close)
         app.state.redis_links = [*getattr(app.state, "redis_links", []), link]
     else:

@@ -563,6 +563,11 @@ def _pg_executemany(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -
         cursor.close()
 
 
+def database_unavailable(exc: BaseException) -> bool:
+    """Public name of :func:`_is_unavailable` for the HTTP error handlers (503, not 500)."""
+    return _is_unavailable(exc)
+
+
 def _is_unavailable(exc: BaseException) -> bool:
     """Worth retrying (the database is down, locked or restarting), as opposed to a schema or
     data problem that a retry cannot fix (e.g. a database that was never migrated)."""

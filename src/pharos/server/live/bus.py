@@ -102,9 +102,12 @@ class RedisBus(MemoryBus):
 
     kind = "redis"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, namespace: str = "") -> None:
         super().__init__()
         import redis.asyncio as aioredis
+
+        #: One channel per install (ops/redis_link.py: namespace); bare ``pharos:live`` without.
+        self.channel = f"{CHANNEL}:{namespace}" if namespace else CHANNEL
 
         from pharos.server.ops.redis_link import RedisLink, client
 
@@ -121,7 +124,7 @@ class RedisBus(MemoryBus):
         # is away now, the relay keeps trying in the background and the bus starts local.
         pubsub = self._sub_redis.pubsub()
         try:
-            await asyncio.wait_for(pubsub.subscribe(CHANNEL), timeout=2.0)
+            await asyncio.wait_for(pubsub.subscribe(self.channel), timeout=2.0)
         except Exception as exc:
             self.link.failed(exc)
             with contextlib.suppress(Exception):
@@ -135,7 +138,7 @@ class RedisBus(MemoryBus):
             pubsub, subscribed = subscribed or self._sub_redis.pubsub(), None
             try:
                 if not pubsub.subscribed:
-                    await pubsub.subscribe(CHANNEL)
+                    await pubsub.subscribe(self.channel)
                 self.link.ok()
                 backoff = 0.5
                 async for message in pubsub.listen():
@@ -170,7 +173,7 @@ class RedisBus(MemoryBus):
 
     async def _publish(self, event: dict[str, Any]) -> None:
         try:
-            await self._redis.publish(CHANNEL, orjson.dumps(event))
+            await self._redis.publish(self.channel, orjson.dumps(event))
         except Exception as exc:
             self.publish_failures += 1
             self.link.failed(exc)
@@ -192,8 +195,8 @@ class RedisBus(MemoryBus):
 Bus = MemoryBus
 
 
-def make_bus(redis_url: str | None) -> MemoryBus:
-    return RedisBus(redis_url) if redis_url else MemoryBus()
+def make_bus(redis_url: str | None, namespace: str = "") -> MemoryBus:
+    return RedisBus(redis_url, namespace) if redis_url else MemoryBus()
 
 
 def ingested_event(records: Sequence[SpanRecord], stored: int) -> dict[str, Any]:

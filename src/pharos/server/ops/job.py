@@ -80,6 +80,9 @@ class RetentionJob:
     async def loop(self) -> None:
         self.running = True
         try:
+            # The first run waits an interval: instances starting together (or a test loading
+            # old data) do not prune at boot.
+            await asyncio.sleep(self.interval)
             while not self._stop.is_set():
                 try:
                     await anyio.to_thread.run_sync(self.run_once)

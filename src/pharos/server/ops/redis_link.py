@@ -15,6 +15,19 @@ from collections.abc import Callable
 from typing import Any
 
 
+def namespace(engine: Any) -> str:
+    """A short name for this install, the same on every instance sharing its database: Redis
+    keys and channels are prefixed with it, so two Pharos installs (or test runs) on one Redis
+    never see each other's live events or share rate-limit buckets. Derived from the install
+    secret (``access_secrets``), not from the database URL, which instances may spell
+    differently."""
+    import hashlib
+
+    from pharos.server.access.keys import install_secret
+
+    return hashlib.sha256(b"pharos-redis-namespace:" + install_secret(engine)).hexdigest()[:12]
+
+
 def client(url: str, *, timeout: float = 1.0) -> Any:
     """An asyncio Redis client that fails fast (no built-in retries, short socket timeouts)."""
     import redis.asyncio as aioredis
