@@ -75,14 +75,21 @@ def install_error_handlers(app: FastAPI) -> None:
             parts.append(f"{name}: {err.get('msg', 'invalid')}")
         return error_response(400, "; ".join(parts) or "invalid request", "invalid_parameter")
 
+    import sqlite3
+
+    import psycopg
+
     @app.exception_handler(DBAPIError)
-    async def _database_error(_request: Request, exc: DBAPIError) -> FastJSONResponse:
+    @app.exception_handler(psycopg.OperationalError)  # raw cursors (analytics fast paths)
+    @app.exception_handler(sqlite3.OperationalError)
+    async def _database_error(_request: Request, exc: Exception) -> FastJSONResponse:
         # The database is down or restarting (issue 8): 503 + Retry-After, as ingest does, so
         # clients and load balancers retry instead of reporting a server bug.
         from pharos.server.ingest.writer import database_unavailable
 
         if database_unavailable(exc):  # not "no such table" (never migrated): that is a 500
-            log.warning("database unavailable: %s", str(exc.orig).splitlines()[0][:200])
+            text = str(getattr(exc, "orig", None) or exc)
+            log.warning("database unavailable: %s", text.splitlines()[0][:200] if text else exc)
             return error_response(
                 503,
                 "the database is unavailable; retry shortly",

@@ -574,7 +574,18 @@ def _is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, OperationalError):
         message = str(exc.orig).lower()
         return not any(part in message for part in _NOT_TRANSIENT)
+    if _raw_operational(exc):  # from a raw DBAPI cursor (fast read paths), not wrapped
+        message = str(exc).lower()
+        return not any(part in message for part in _NOT_TRANSIENT)
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def _raw_operational(exc: BaseException) -> bool:
+    import sqlite3
+
+    import psycopg
+
+    return isinstance(exc, psycopg.OperationalError | sqlite3.OperationalError)
 
 
 def _short(exc: BaseException) -> str:
