@@ -73,11 +73,23 @@ def postgres_cpu() -> float:
     return sum(ib._cpu_seconds(pid) for pid in postgres_pids())
 
 
+def machine_busy() -> float:
+    """CPU seconds the whole machine has spent busy (all cores, everything running on it)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / ib._TICK
+
+
 @dataclass
 class Cores:
     pharos: float
     postgres: float
     clients: float
+    machine: float = 0.0  # every process on the machine, this run's and others'
+
+    @property
+    def others(self) -> float:
+        return max(0.0, self.machine - self.total)
 
     @property
     def total(self) -> float:
@@ -164,6 +176,7 @@ def run_instances(corpus: ib.Corpus, url: str, k: int, clients: int, workdir: Pa
         before_pharos = sum(sum(ib.tree_cpu_seconds(pid)) for pid in pids)
         before_pg = postgres_cpu()
         before_me = time.process_time()
+        before_machine = machine_busy()
 
         async def everything() -> list[tuple[list[float], Any, float]]:
             return await asyncio.gather(
@@ -180,6 +193,7 @@ def run_instances(corpus: ib.Corpus, url: str, k: int, clients: int, workdir: Pa
             (sum(sum(ib.tree_cpu_seconds(pid)) for pid in pids) - before_pharos) / wall,
             (postgres_cpu() - before_pg) / wall,
             (time.process_time() - before_me) / wall,
+            (machine_busy() - before_machine) / wall,
         )
         stored, traces = ib.stored_counts(url)
     finally:
@@ -334,6 +348,7 @@ def main() -> int:
     parser.add_argument("-n", type=int, default=40, help="timed calls per dashboard endpoint")
     parser.add_argument("--quick", action="store_true", help="40k spans; 1M for queries")
     parser.add_argument("--skip-queries", action="store_true")
+    parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--seed", type=int, default=3)
     args = parser.parse_args()
     if args.quick:
@@ -346,99 +361,101 @@ def main() -> int:
     )
     load_before = os.getloadavg()[0]
 
-    corpus = ib.build_corpus(args.spans, args.seed)
-    console.print(
-        f"corpus: {corpus.spans:,} spans, {corpus.traces:,} traces, "
-        f"{len(corpus.bodies)} requests, {corpus.megabytes:.1f} MB"
-    )
-    floors: list[float] = []
-    runs: list[ScaleRun] = []
-    for step in ("floor", 1, "floor", 2, "floor"):
-        url = ib.fresh_database(admin, workdir, "scale")
-        try:
-            if step == "floor":
-                with console.status("floor: COPY by a bare loop"):
-                    floors.append(run_copy_floor(corpus, url))
-            else:
-                with console.status(f"Pharos x{step}"):
-                    runs.append(run_instances(corpus, url, int(step), args.clients, workdir))
-        finally:
-            ib.drop_database(url, admin)
-    floor = sum(floors) / len(floors)
-    one, two = runs
-    table = Table(
-        title=f"Durable ingest on PostgreSQL, {corpus.spans:,} spans, "
-        f"{args.clients} clients, {os.cpu_count()} cores"
-    )
-    for col in (
-        "run",
-        "spans/s",
-        "ratio",
-        "p95 ms",
-        "retries",
-        "cores: pharos",
-        "postgres",
-        "clients",
-        "total",
-    ):
-        table.add_column(col, justify="left" if col == "run" else "right")
-    table.add_row(
-        "floor: COPY, bare loop (mean of 3)", f"{floor:,.0f}", "1.00", "", "", "", "", "", ""
-    )
-    for run in runs:
-        table.add_row(
-            f"Pharos x{run.instances}",
-            f"{run.spans_per_s:,.0f}",
-            f"{run.spans_per_s / floor:.2f}",
-            f"{run.p95_ms:.0f}",
-            str(run.retries),
-            f"{run.cores.pharos:.2f}",
-            f"{run.cores.postgres:.2f}",
-            f"{run.cores.clients:.2f}",
-            f"{run.cores.total:.2f}",
+    report: dict[str, Any] = {"bench": "scale", "cores": os.cpu_count()}
+    if not args.skip_ingest:
+        corpus = ib.build_corpus(args.spans, args.seed)
+        console.print(
+            f"corpus: {corpus.spans:,} spans, {corpus.traces:,} traces, "
+            f"{len(corpus.bodies)} requests, {corpus.megabytes:.1f} MB"
         )
-    console.print(table)
-    scale = two.spans_per_s / one.spans_per_s
-    cores = os.cpu_count() or 1
-    if two.cores.total >= 0.85 * cores:
-        where = (
-            f"the machine's {cores} cores (x2 used {two.cores.total:.2f}: Pharos "
-            f"{two.cores.pharos:.2f}, PostgreSQL {two.cores.postgres:.2f}, clients "
-            f"{two.cores.clients:.2f}); a second instance only adds throughput with cores to run on"
+        floors: list[float] = []
+        runs: list[ScaleRun] = []
+        for step in ("floor", 1, "floor", 2, "floor"):
+            url = ib.fresh_database(admin, workdir, "scale")
+            try:
+                if step == "floor":
+                    with console.status("floor: COPY by a bare loop"):
+                        floors.append(run_copy_floor(corpus, url))
+                else:
+                    with console.status(f"Pharos x{step}"):
+                        runs.append(run_instances(corpus, url, int(step), args.clients, workdir))
+            finally:
+                ib.drop_database(url, admin)
+        floor = sum(floors) / len(floors)
+        one, two = runs
+        table = Table(
+            title=f"Durable ingest on PostgreSQL, {corpus.spans:,} spans, "
+            f"{args.clients} clients, {os.cpu_count()} cores"
         )
-    elif two.cores.postgres >= max(two.cores.pharos / 2, 0.8):
-        where = f"PostgreSQL ({two.cores.postgres:.2f} cores busy)"
-    else:
-        where = "neither CPU nor PostgreSQL is saturated: the clients' concurrency"
-    console.print(
-        f"Pharos x1 / floor = {one.spans_per_s / floor:.2f} (target >= 0.5);  "
-        f"x2 / x1 = {scale:.2f} (target >= 1.6 where the database is not the bottleneck)\n"
-        f"bottleneck: {where}\n"
-        f"load average before/after: {load_before:.1f} / {os.getloadavg()[0]:.1f} "
-        f"on {cores} cores"
-    )
-    report: dict[str, Any] = {
-        "bench": "scale",
-        "cores": cores,
-        "corpus_spans": corpus.spans,
-        "floor_spans_per_s": floors,
-        "runs": [
-            {
-                "instances": r.instances,
-                "spans_per_s": r.spans_per_s,
-                "p95_ms": r.p95_ms,
-                "retries": r.retries,
-                "cores": {
-                    "pharos": r.cores.pharos,
-                    "postgres": r.cores.postgres,
-                    "clients": r.cores.clients,
-                },
-            }
-            for r in runs
-        ],
-        "bottleneck": where,
-        "load_average": [load_before, os.getloadavg()[0]],
-    }
+        for col in (
+            "run",
+            "spans/s",
+            "ratio",
+            "p95 ms",
+            "retries",
+            "cores: pharos",
+            "postgres",
+            "clients",
+            "total",
+            "other work",
+        ):
+            table.add_column(col, justify="left" if col == "run" else "right")
+        table.add_row("floor: COPY, bare loop (mean of 3)", f"{floor:,.0f}", "1.00", *[""] * 7)
+        for run in runs:
+            table.add_row(
+                f"Pharos x{run.instances}",
+                f"{run.spans_per_s:,.0f}",
+                f"{run.spans_per_s / floor:.2f}",
+                f"{run.p95_ms:.0f}",
+                str(run.retries),
+                f"{run.cores.pharos:.2f}",
+                f"{run.cores.postgres:.2f}",
+                f"{run.cores.clients:.2f}",
+                f"{run.cores.total:.2f}",
+                f"{run.cores.others:.2f}",
+            )
+        console.print(table)
+        scale = two.spans_per_s / one.spans_per_s
+        cores = os.cpu_count() or 1
+        if two.cores.machine >= 0.85 * cores:
+            where = (
+                f"the machine's {cores} cores, busy {two.cores.machine:.2f} during x2: Pharos "
+                f"{two.cores.pharos:.2f}, PostgreSQL {two.cores.postgres:.2f}, clients "
+                f"{two.cores.clients:.2f}, other work {two.cores.others:.2f}; a second instance "
+                "only adds throughput with cores to run on"
+            )
+        elif two.cores.postgres >= max(two.cores.pharos / 2, 0.8):
+            where = f"PostgreSQL ({two.cores.postgres:.2f} cores busy)"
+        else:
+            where = "neither CPU nor PostgreSQL is saturated: the clients' concurrency"
+        console.print(
+            f"Pharos x1 / floor = {one.spans_per_s / floor:.2f} (target >= 0.5);  "
+            f"x2 / x1 = {scale:.2f} (target >= 1.6 where the database is not the bottleneck)\n"
+            f"bottleneck: {where}\n"
+            f"load average before/after: {load_before:.1f} / {os.getloadavg()[0]:.1f} "
+            f"on {cores} cores"
+        )
+        report |= {
+            "cores": cores,
+            "corpus_spans": corpus.spans,
+            "floor_spans_per_s": floors,
+            "runs": [
+                {
+                    "instances": r.instances,
+                    "spans_per_s": r.spans_per_s,
+                    "p95_ms": r.p95_ms,
+                    "retries": r.retries,
+                    "cores": {
+                        "pharos": r.cores.pharos,
+                        "postgres": r.cores.postgres,
+                        "clients": r.cores.clients,
+                    },
+                }
+                for r in runs
+            ],
+            "bottleneck": where,
+            "load_average": [load_before, os.getloadavg()[0]],
+        }
 
     if not args.skip_queries:
         url = ib.fresh_database(admin, workdir, "query")
