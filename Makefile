@@ -4,6 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SERVE_ARGS ?= --demo
+SOAK_ARGS ?=
 PYTEST_ARGS ?=
 # Test processes (pytest-xdist). Most integration tests wait on servers, so 3 beat 2 on 2 cores.
 TEST_WORKERS ?= 3
@@ -14,7 +15,7 @@ WEB_DIST := src/pharos/server/web/dist/index.html
 WEB_SRC := $(shell find web/src web/public -type f 2>/dev/null) web/index.html web/vite.config.ts \
 	web/tsconfig.json web/package.json
 
-.PHONY: install serve test bench lint fmt clean web
+.PHONY: install serve test bench soak lint fmt clean web
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +55,11 @@ bench: $(STAMP) $(WEB_DIST)
 	$(BIN)/python bench/waterfall.py
 	$(BIN)/python bench/sdk_overhead.py
 	$(BIN)/python bench/logs.py
+	$(BIN)/python bench/scale.py
+
+## 10 minutes of mixed load (ingest + dashboard + alerts), RSS and latency every 10 s (SOAK_ARGS=--minutes 2)
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 lint: $(STAMP) $(WEB_DEPS)
 	cd web && $(NPM) run --silent typecheck && $(NPM) run --silent lint

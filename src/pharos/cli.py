@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pharos.server.access.cli import agents_app, keys_app
 from pharos.server.alerting.cli import alerts_app
+from pharos.server.ops.cli import backup_command, restore_command, retention_app
 from pharos.server.report.cli import report as report_command
 from pharos.server.slo.cli import slo_app
 
@@ -45,6 +46,9 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(agents_app, name="agents")
 app.add_typer(slo_app, name="slo")
 app.command("report")(report_command)
+app.add_typer(retention_app, name="retention")
+app.command("backup")(backup_command)
+app.command("restore")(restore_command)
 console = Console(stderr=True)
 
 
@@ -120,14 +124,22 @@ def serve(
     if settings.grpc_enabled:
         grpc_where = f"http://{settings.grpc_bind_host}:{settings.grpc_port}"
         console.print(f"  OTLP/gRPC: {grpc_where} (with OTEL_EXPORTER_OTLP_PROTOCOL=grpc)")
-    uvicorn.run(
-        create_app(settings),
+    from pharos.server.ops.shutdown import GracefulServer
+
+    application = create_app(settings)
+    config = uvicorn.Config(
+        application,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=30,
         access_log=settings.log_level.lower() == "debug",
     )
+    # SIGTERM: /readyz 503, refuse new connections, answer those in flight, drain the writer.
+    server = GracefulServer(config, application.state, settings.shutdown_delay_seconds)
+    server.run()
+    if not server.started:  # e.g. the port is taken: uvicorn logged why (its exit code)
+        raise typer.Exit(3)
 
 
 @app.command()

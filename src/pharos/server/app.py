@@ -45,6 +45,8 @@ from pharos.server.ingest.writer import GroupCommitWriter
 from pharos.server.live import publish_ingested, publish_logs, start_live
 from pharos.server.live.sse import router as live_sse_router
 from pharos.server.live.websocket import router as live_ws_router
+from pharos.server.ops.service import readiness, start_ops
+from pharos.server.ops.shutdown import DrainingMiddleware
 from pharos.server.prometheus import HttpMetricsMiddleware, Metrics, RollupCollector
 from pharos.server.query.api import router as query_router
 from pharos.server.query.errors_api import router as errors_router
@@ -81,6 +83,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
             )
             stack.callback(writer_engine.dispose)
+            app.state.draining = False  # set on SIGTERM (ops/shutdown.py)
+            app.state.redis_links = []  # uses of Redis that degrade to local (ops/redis_link.py)
             app.state.keystore = KeyStore(engine, ttl=settings.key_cache_seconds)
             await anyio.to_thread.run_sync(check_public_bind, settings, app.state.keystore)
             writer = GroupCommitWriter(
@@ -156,6 +160,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             alerting = await start_alerting(app, settings, stack)  # engine loop + outbox worker
             app.state.reports = Reports(settings, engine, alerting)  # scheduled reports
             await app.state.reports.start(stack)
+            await start_ops(app, stack, settings, engine)  # retention job, Redis ping
             if settings.demo:
                 from pharos.server.cost.demo import ensure_demo_budgets
                 from pharos.server.demo import load_demo
@@ -176,6 +181,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = Metrics()
     app.state.metrics = metrics
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
+    app.add_middleware(DrainingMiddleware, state=app.state)  # Connection: close on SIGTERM
     app.add_middleware(DashboardMiddleware)  # the built dashboard at /, outside the API
     # API keys and scopes for every route, security headers, the JSON body cap (outermost).
     app.add_middleware(AccessMiddleware, max_json_body_bytes=settings.max_json_body_bytes)
@@ -237,6 +243,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         forwarder = getattr(request.app.state, "forwarder", None)
         if forwarder is not None and forwarder.enabled:
             checks["forwarding"] = forwarder.health()
+        ok = await readiness(request.app, checks) and ok  # queue fraction, Redis, draining
         return FastJSONResponse(
             {"status": "ready" if ok else "not ready", "checks": checks},
             status_code=200 if ok else 503,

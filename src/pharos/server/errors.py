@@ -6,6 +6,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pharos.server.responses import FastJSONResponse
@@ -73,6 +74,30 @@ def install_error_handlers(app: FastAPI) -> None:
             name = ".".join(loc) or "request"
             parts.append(f"{name}: {err.get('msg', 'invalid')}")
         return error_response(400, "; ".join(parts) or "invalid request", "invalid_parameter")
+
+    import sqlite3
+
+    import psycopg
+
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(psycopg.OperationalError)  # raw cursors (analytics fast paths)
+    @app.exception_handler(sqlite3.OperationalError)
+    async def _database_error(_request: Request, exc: Exception) -> FastJSONResponse:
+        # The database is down or restarting (issue 8): 503 + Retry-After, as ingest does, so
+        # clients and load balancers retry instead of reporting a server bug.
+        from pharos.server.ingest.writer import database_unavailable
+
+        if database_unavailable(exc):  # not "no such table" (never migrated): that is a 500
+            text = str(getattr(exc, "orig", None) or exc)
+            log.warning("database unavailable: %s", text.splitlines()[0][:200] if text else exc)
+            return error_response(
+                503,
+                "the database is unavailable; retry shortly",
+                "unavailable",
+                {"Retry-After": "1"},
+            )
+        log.exception("unhandled database error", exc_info=exc)
+        return error_response(500, "internal error; see the server log")
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> FastJSONResponse:

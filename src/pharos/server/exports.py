@@ -249,6 +249,15 @@ def grafana_dashboard() -> dict[str, Any]:
         "time": {"from": "now-6h", "to": "now"},
         "templating": {
             "list": [
+                # Resolves ${DS_PROMETHEUS} when the file is provisioned rather than imported
+                # (file provisioning does not fill __inputs): deploy/docker-compose.yml.
+                {
+                    "name": "DS_PROMETHEUS",
+                    "label": "Data source",
+                    "type": "datasource",
+                    "query": "prometheus",
+                    "hide": 0,
+                },
                 {
                     "name": "agent",
                     "label": "Agent",
@@ -260,7 +269,7 @@ def grafana_dashboard() -> dict[str, Any]:
                     "multi": True,
                     "allValue": ".*",
                     "current": {"text": "All", "value": "$__all"},
-                }
+                },
             ]
         },
         "panels": panels,

@@ -376,6 +376,63 @@ class Settings(BaseSettings):
     report_check_seconds: float = Field(
         default=60.0, gt=0, description="How often the report scheduler checks if one is due."
     )
+    # --- operations (issue 8): retention, readiness, shutdown ------------------------------
+    retention_enabled: bool = Field(
+        default=True, description="Prune old data in the background (one instance at a time)."
+    )
+    retention_interval_seconds: float = Field(
+        default=300.0, gt=0, description="How often the retention job looks for data to prune."
+    )
+    retention_batch_rows: int = Field(
+        default=5000,
+        ge=100,
+        le=1_000_000,
+        description="Rows deleted per statement by the retention job (short locks).",
+    )
+    retention_spans_hours: float = Field(
+        default=72.0, gt=0, description="Keep spans (and their traces rows) this many hours."
+    )
+    retention_logs_hours: float = Field(
+        default=24.0, gt=0, description="Keep log records this many hours."
+    )
+    retention_metrics_days: float = Field(
+        default=7.0, gt=0, description="Keep OTLP metric points (and idle series) this many days."
+    )
+    retention_rollups_1m_days: float = Field(
+        default=14.0, gt=0, description="Keep minute rollups this many days."
+    )
+    retention_rollups_days: float = Field(
+        default=90.0,
+        gt=0,
+        description="Keep hour and day rollups (and daily model usage) this many days.",
+    )
+    retention_errors_days: float = Field(
+        default=30.0, gt=0, description="Keep per-minute error occurrences this many days."
+    )
+    retention_alerts_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="Keep alert history, resolved alerts and sent/failed notifications this "
+        "many days.",
+    )
+    ready_max_queue_fraction: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="/readyz answers 503 when the writer queue is fuller than this fraction.",
+    )
+    ready_requires_redis: bool = Field(
+        default=False,
+        description="/readyz answers 503 while Redis is unreachable (default: reported only; "
+        "the instance keeps serving with local rate limits and live events).",
+    )
+    shutdown_delay_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        le=300,
+        description="On SIGTERM, keep serving this long with /readyz at 503 (so a load "
+        "balancer stops sending) before refusing new connections.",
+    )
     demo: bool = Field(default=False, description="Load demo traffic on start (`serve --demo`).")
     log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
         default="info", description="Log level: debug, info, warning, error, critical."

@@ -755,12 +755,17 @@ async def start_gateway(
 ) -> Gateway:
     """Build the gateway for the lifespan: buckets in Redis with ``PHAROS_REDIS_URL`` (shared
     by every instance), else in the process; closed on shutdown before the writer stops."""
-    from pharos.server.access.limits import MemoryBuckets, RedisBuckets
+    from pharos.server.access.limits import MemoryBuckets, RedisBuckets, SharedBuckets
+    from pharos.server.ops.redis_link import RedisLink
+    from pharos.server.ops.redis_link import namespace as redis_namespace
 
-    buckets: MemoryBuckets | RedisBuckets
+    buckets: MemoryBuckets | SharedBuckets
     if settings.redis_url:
-        buckets = RedisBuckets(settings.redis_url)
+        link = RedisLink("rate limits", logging.getLogger("pharos.access"))
+        namespace = await anyio.to_thread.run_sync(redis_namespace, engine)
+        buckets = SharedBuckets(RedisBuckets(settings.redis_url, f"pharos:rl:{namespace}:"), link)
         stack.push_async_callback(buckets.close)
+        app.state.redis_links = [*getattr(app.state, "redis_links", []), link]
     else:
         buckets = MemoryBuckets()
     gateway = Gateway(settings, engine, Gate(buckets), writer)

@@ -104,9 +104,9 @@ return tostring(wait)
 
 class RedisBuckets:
     def __init__(self, url: str, prefix: str = "pharos:rl:") -> None:
-        import redis.asyncio as aioredis
+        from pharos.server.ops.redis_link import client
 
-        self.client: Any = aioredis.from_url(url)
+        self.client: Any = client(url)  # fails fast: the caller falls back to local buckets
         self.prefix = prefix
         self._script = self.client.register_script(TAKE_LUA)
 
@@ -119,6 +119,41 @@ class RedisBuckets:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+class SharedBuckets:
+    """Redis buckets, with this instance's own buckets while Redis is unreachable (a warning
+    is logged once; the limits are then per instance until Redis is back)."""
+
+    def __init__(self, redis: RedisBuckets, link: Any, local: MemoryBuckets | None = None) -> None:
+        self.redis = redis
+        self.link = link  # ops.redis_link.RedisLink
+        self.local = local or MemoryBuckets()
+
+    async def take(self, key: str, rate_per_min: float, cost: float) -> float:
+        if self.link.should_try():
+            try:
+                wait = await self.redis.take(key, rate_per_min, cost)
+            except Exception as exc:  # redis ConnectionError / TimeoutError / OSError
+                self.link.failed(exc)
+            else:
+                self.link.ok()
+                return wait
+        return await self.local.take(key, rate_per_min, cost)
+
+    async def charge(self, key: str, rate_per_min: float, cost: float) -> None:
+        if self.link.should_try():
+            try:
+                await self.redis.charge(key, rate_per_min, cost)
+            except Exception as exc:
+                self.link.failed(exc)
+            else:
+                self.link.ok()
+                return
+        await self.local.charge(key, rate_per_min, cost)
+
+    async def close(self) -> None:
+        await self.redis.close()
 
 
 @dataclass

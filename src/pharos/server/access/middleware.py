@@ -15,10 +15,12 @@ from typing import Any
 
 import anyio
 import orjson
+from sqlalchemy.exc import DBAPIError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pharos.server.access.keys import ApiKey, KeyStore
 from pharos.server.access.scopes import PUBLIC, required_scope
+from pharos.server.ingest.writer import database_unavailable
 
 COOKIE = "pharos_session"
 SECURITY_HEADERS = (
@@ -95,9 +97,15 @@ class AccessMiddleware:
         if needed == PUBLIC or store is None:  # no store: the lifespan has not run (tests)
             await self.app(scope, receive, send)
             return
-        active = store.cached_active_count()
-        if active is None:
-            active = await anyio.to_thread.run_sync(store.active_count)
+        try:
+            active = store.cached_active_count()
+            if active is None:
+                active = await anyio.to_thread.run_sync(store.active_count)
+        except DBAPIError as exc:  # the database is down or restarting: retry later, not a 500
+            if not database_unavailable(exc):
+                raise
+            await _unavailable(scope, receive, send)
+            return
         if active == 0:
             await self.app(scope, receive, send)
             return
@@ -115,7 +123,13 @@ class AccessMiddleware:
             return
         answered, record = store.cached_verify(key)  # the 1 s cache, without a thread hop
         if not answered:
-            record = await anyio.to_thread.run_sync(store.verify, key)
+            try:
+                record = await anyio.to_thread.run_sync(store.verify, key)
+            except DBAPIError as exc:
+                if not database_unavailable(exc):
+                    raise
+                await _unavailable(scope, receive, send)
+                return
         if record is None:
             await _refuse(
                 scope, receive, send, 401, "unauthorized", "the API key is invalid or revoked"
@@ -200,6 +214,24 @@ async def _refuse(
     if status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="pharos"'))
     await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _unavailable(scope: Scope, receive: Receive, send: Send) -> None:
+    """503 + Retry-After while the keys cannot be read (the database is away)."""
+    if scope["type"] == "websocket":
+        await receive()
+        await send({"type": "websocket.close", "code": 1013, "reason": "database unavailable"})
+        return
+    body = orjson.dumps(
+        {"error": {"code": "unavailable", "message": "the database is unavailable; retry shortly"}}
+    )
+    headers: list[tuple[bytes, bytes]] = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", b"1"),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

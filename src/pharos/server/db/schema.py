@@ -67,6 +67,15 @@ spans = Table(
     Column("scope", Text, nullable=True),
     UniqueConstraint("trace_id", "span_id"),
 )
+# Time-range scans of raw spans (cost recompute, ad-hoc ranges) on PostgreSQL: a BRIN index, a
+# few kB per GB because spans arrive in about time order, and almost free at ingest
+# (docs/deployment.md, "Retention and volume"). SQLite has no BRIN; it keeps no such index.
+Index(
+    "ix_spans_start_ns",
+    spans.c.start_ns,
+    postgresql_using="brin",
+    postgresql_with={"pages_per_range": 32, "autosummarize": "on"},
+).ddl_if(dialect="postgresql")
 
 traces = Table(
     "traces",
@@ -94,6 +103,13 @@ traces = Table(
     Column("updated_ns", BigInteger, nullable=False),
     Index("ix_traces_start_ns", "start_ns"),
     Index("ix_traces_agent_start_ns", "agent", "start_ns"),
+)
+# The newest failed traces (dashboard, `status=error` lists) without walking every trace.
+Index(
+    "ix_traces_errors_start_ns",
+    traces.c.start_ns,
+    postgresql_where=traces.c.status == "error",
+    sqlite_where=traces.c.status == "error",
 )
 
 
@@ -191,6 +207,7 @@ alert_events = Table(
     Column("who", Text, nullable=True),
     Column("comment", Text, nullable=True),
     Index("ix_alert_events_alert_id_at_ns", "alert_id", "at_ns"),
+    Index("ix_alert_events_at_ns", "at_ns"),  # retention
 )
 
 silences = Table(

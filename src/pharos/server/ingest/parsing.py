@@ -12,6 +12,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -52,6 +53,10 @@ _worker_config: ParseConfig | None = None
 
 def _init_worker(config: ParseConfig) -> None:
     global _worker_config
+    # A SIGTERM/Ctrl-C sent to the whole process group (systemd, a terminal) is for the server,
+    # which finishes the requests in flight (parsed here) and then shuts the workers down.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if _worker_config is None:
         threading.Thread(
             target=_exit_with_parent, args=(os.getppid(),), name="pharos-parent-watch", daemon=True

@@ -36,6 +36,7 @@ from pharos.server.analytics.rollups import (
 from pharos.server.db.schema import ROLLUP_TABLES, spans, traces
 from pharos.server.ingest.adopt import Moved, adopt_descendants
 from pharos.server.ingest.normalize import RANK_EXPLICIT, SpanRecord, TraceDelta, trace_deltas
+from pharos.server.ingest.pg_copy import SpanCopier
 
 if TYPE_CHECKING:
     from pharos.server.cost.book import CostHook
@@ -164,11 +165,7 @@ class GroupCommitWriter:
             f"WHERE {' AND '.join(f'{c} = %s' for c in ROLLUP_KEY)}"
             for name, t in ROLLUP_TABLES.items()
         }
-        self._pg_span_insert = (
-            f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)}) "
-            f"VALUES ({', '.join('%s' for _ in SPAN_COLUMNS)}) "
-            "ON CONFLICT (trace_id, span_id) DO NOTHING RETURNING trace_id, span_id"
-        )
+        self._pg_copier = SpanCopier(SPAN_COLUMNS)
         self._rollup_upserts = {
             name: self._build_rollup_upsert(table) for name, table in ROLLUP_TABLES.items()
         }
@@ -441,19 +438,9 @@ class GroupCommitWriter:
             if keep:
                 conn.exec_driver_sql(self._sqlite_span_insert, [rows[i] for i in keep])
             return [candidates[i] for i in keep]
-        # PostgreSQL: psycopg's pipelined executemany of one small prepared statement, with
-        # RETURNING to learn which spans were new. (SQLAlchemy's multi-row VALUES form builds one
-        # huge statement per batch that the server parses each time: ~3x slower here.)
-        inserted: set[tuple[str, str]] = set()
-        cursor = conn.connection.cursor()
-        try:
-            cursor.executemany(self._pg_span_insert, rows, returning=True)  # type: ignore[call-arg]
-            while True:
-                inserted.update((t, s) for t, s in cursor.fetchall())
-                if not cursor.nextset():
-                    break
-        finally:
-            cursor.close()
+        # PostgreSQL: COPY into a temp table, then one INSERT .. SELECT .. ON CONFLICT DO NOTHING
+        # RETURNING to learn which spans were new (ingest/pg_copy.py; bench/scale.py measures).
+        inserted = self._pg_copier.insert(conn, rows)
         return [r for r in candidates if (r.trace_id, r.span_id) in inserted]
 
     def _upsert_traces(self, conn: Connection, deltas: list[TraceDelta]) -> None:
@@ -639,13 +626,29 @@ def _pg_executemany(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -
         cursor.close()
 
 
+def database_unavailable(exc: BaseException) -> bool:
+    """Public name of :func:`_is_unavailable` for the HTTP error handlers (503, not 500)."""
+    return _is_unavailable(exc)
+
+
 def _is_unavailable(exc: BaseException) -> bool:
     """Worth retrying (the database is down, locked or restarting), as opposed to a schema or
     data problem that a retry cannot fix (e.g. a database that was never migrated)."""
     if isinstance(exc, OperationalError):
         message = str(exc.orig).lower()
         return not any(part in message for part in _NOT_TRANSIENT)
+    if _raw_operational(exc):  # from a raw DBAPI cursor (fast read paths), not wrapped
+        message = str(exc).lower()
+        return not any(part in message for part in _NOT_TRANSIENT)
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def _raw_operational(exc: BaseException) -> bool:
+    import sqlite3
+
+    import psycopg
+
+    return isinstance(exc, psycopg.OperationalError | sqlite3.OperationalError)
 
 
 def _short(exc: BaseException) -> str:

@@ -30,7 +30,14 @@ async def start_live(
     firing: Callable[[], int],
 ) -> MemoryBus:
     """Start the bus and the summary ticker; both stop when ``stack`` closes."""
-    bus = make_bus(settings.redis_url)
+    namespace = ""
+    if settings.redis_url:  # one channel per install (ops/redis_link.py)
+        import anyio
+
+        from pharos.server.ops.redis_link import namespace as install_namespace
+
+        namespace = await anyio.to_thread.run_sync(install_namespace, engine)
+    bus = make_bus(settings.redis_url, namespace)
     await bus.start()
     stack.push_async_callback(bus.stop)
     ticker = SummaryTicker(bus, engine, settings, firing)

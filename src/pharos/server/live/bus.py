@@ -94,30 +94,54 @@ class MemoryBus:
 
 
 class RedisBus(MemoryBus):
-    """Publishes on a Redis channel; one reader task relays the channel to local subscribers."""
+    """Publishes on a Redis channel; one reader task relays the channel to local subscribers.
+
+    While Redis is unreachable the bus degrades to :class:`MemoryBus` behaviour (events reach
+    this instance's subscribers only; a warning is logged once) and the relay keeps trying to
+    resubscribe, so fan-out resumes by itself when Redis is back."""
 
     kind = "redis"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, namespace: str = "") -> None:
         super().__init__()
         import redis.asyncio as aioredis
 
-        self._redis: Any = aioredis.from_url(url)
+        #: One channel per install (ops/redis_link.py: namespace); bare ``pharos:live`` without.
+        self.channel = f"{CHANNEL}:{namespace}" if namespace else CHANNEL
+
+        from pharos.server.ops.redis_link import RedisLink, client
+
+        self._redis: Any = client(url)  # publishing: fails fast
+        # The subscriber connection blocks in listen(): no socket timeout, but health checks.
+        self._sub_redis: Any = aioredis.from_url(url, health_check_interval=5)
+        self.link = RedisLink("live events", log)
         self._reader: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
         self.publish_failures = 0
 
     async def start(self) -> None:
-        pubsub = self._redis.pubsub()
-        await pubsub.subscribe(CHANNEL)  # fails loudly at start if Redis is unreachable
+        # Subscribed before the server takes requests (so no early event is missed); if Redis
+        # is away now, the relay keeps trying in the background and the bus starts local.
+        pubsub = self._sub_redis.pubsub()
+        try:
+            await asyncio.wait_for(pubsub.subscribe(self.channel), timeout=2.0)
+        except Exception as exc:
+            self.link.failed(exc)
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+            pubsub = None
         self._reader = asyncio.create_task(self._relay(pubsub), name="pharos-live-relay")
 
-    async def _relay(self, pubsub: Any) -> None:
+    async def _relay(self, subscribed: Any = None) -> None:
         backoff = 0.5
         while True:
+            pubsub, subscribed = subscribed or self._sub_redis.pubsub(), None
             try:
+                if not pubsub.subscribed:
+                    await pubsub.subscribe(self.channel)
+                self.link.ok()
+                backoff = 0.5
                 async for message in pubsub.listen():
-                    backoff = 0.5
                     if message.get("type") != "message":
                         continue
                     try:
@@ -128,28 +152,34 @@ class RedisBus(MemoryBus):
                     if isinstance(event, dict):
                         self.deliver(event)
             except asyncio.CancelledError:
-                await pubsub.aclose()
-                raise
-            except Exception as exc:  # reconnect: the dashboard must not go quiet for good
-                log.warning("live relay from Redis failed (%s); retrying in %.1fs", exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
                 with contextlib.suppress(Exception):
-                    await pubsub.subscribe(CHANNEL)
+                    await pubsub.aclose()
+                raise
+            except Exception as exc:  # resubscribe: the dashboard must not go quiet for good
+                self.link.failed(exc)
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
 
     def publish(self, event: dict[str, Any]) -> None:
         self.published += 1
+        if not self.link.up and not self.link.should_try():
+            self.deliver(event)  # Redis is away: this instance's subscribers only
+            return
         task = asyncio.get_running_loop().create_task(self._publish(event))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
     async def _publish(self, event: dict[str, Any]) -> None:
         try:
-            await self._redis.publish(CHANNEL, orjson.dumps(event))
+            await self._redis.publish(self.channel, orjson.dumps(event))
         except Exception as exc:
             self.publish_failures += 1
-            log.warning("live publish to Redis failed (%s); delivering locally only", exc)
+            self.link.failed(exc)
             self.deliver(event)
+        else:
+            self.link.ok()
 
     async def stop(self) -> None:
         if self._reader is not None:
@@ -159,13 +189,14 @@ class RedisBus(MemoryBus):
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
         await self._redis.aclose()
+        await self._sub_redis.aclose()
 
 
 Bus = MemoryBus
 
 
-def make_bus(redis_url: str | None) -> MemoryBus:
-    return RedisBus(redis_url) if redis_url else MemoryBus()
+def make_bus(redis_url: str | None, namespace: str = "") -> MemoryBus:
+    return RedisBus(redis_url, namespace) if redis_url else MemoryBus()
 
 
 def ingested_event(records: Sequence[SpanRecord], stored: int) -> dict[str, Any]:

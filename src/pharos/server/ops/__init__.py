@@ -1,0 +1,1 @@
+"""Operations (issue 8): retention, backups, readiness, graceful shutdown, Redis degradation."""
