@@ -85,8 +85,10 @@ def _goto(w: Watched, url: str, ready: str) -> None:
 
 
 def _rows(w: Watched, table: str) -> list[str | None]:
+    """The rows' log ids, read in one go (the table may re-render between two reads)."""
     rows = w.page.locator(f"[data-testid={table}] tbody tr[data-log-id]")
-    return [rows.nth(i).get_attribute("data-log-id") for i in range(rows.count())]
+    ids: list[str | None] = rows.evaluate_all("rows => rows.map(r => r.dataset.logId)")
+    return ids
 
 
 def test_logs_page_shows_the_api_rows_and_filters(logs_seeded: Seeded, page: Watched) -> None:
@@ -114,6 +116,10 @@ def test_logs_page_shows_the_api_rows_and_filters(logs_seeded: Seeded, page: Wat
     page.page.get_by_test_id("logs-search").fill("RETURNED 3")
     page.page.keyboard.press("Enter")
     page.page.wait_for_url("**q=RETURNED**")
+    # The previous rows stay until the search answers: wait for the filtered table.
+    page.page.wait_for_function(
+        "() => document.querySelectorAll('[data-testid=logs-table] tr[data-log-id]').length === 1"
+    )
     page.page.get_by_text("tool search_3 returned 3 results").wait_for()
     assert len(_rows(page, "logs-table")) == 1
     # A structured body shows as its JSON text, and opens to its details.
