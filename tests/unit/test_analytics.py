@@ -187,3 +187,35 @@ def test_health_scoring() -> None:
         window="1h",
     )
     assert custom["status"] == "healthy"
+
+
+def test_stored_histograms_merge_from_the_parse_cache_within_a_memory_bound() -> None:
+    """Dashboards re-read rollup rows whose texts change with every commit (the current hour
+    and day), so the parse cache fills up: what it holds per entry must stay small."""
+    import random
+    import tracemalloc
+
+    import orjson
+
+    rng = random.Random(3)
+    texts = [
+        orjson.dumps(
+            {str(b): rng.randint(1, 50) for b in rng.sample(range(900, 1300), 200)}
+        ).decode()
+        for _ in range(1000)
+    ]
+    expected: Counter[int] = Counter()
+    for text in texts:
+        expected.update(hist.loads(text))
+    hist._parsed.cache_clear()
+    tracemalloc.start()
+    try:
+        merged = hist.loads_many(texts)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        hist._parsed.cache_clear()
+    assert merged == expected
+    # 1,000 histograms of 200 buckets: packed arrays take ~3 kB each (tuples took ~22 kB)
+    assert held < 6 * 1024 * 1024, held
+    assert hist._parsed.cache_info().maxsize == hist.PARSED_CACHE_SIZE
