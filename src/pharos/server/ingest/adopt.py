@@ -60,12 +60,39 @@ class Moved:
     after: list[SpanRecord]
 
 
-def adopt_descendants(conn: Connection, new: Sequence[SpanRecord]) -> Moved | None:
-    """Re-attribute stored descendants of the spans in ``new`` that name an agent."""
+def _names_an_agent(r: SpanRecord) -> bool:
+    return r.agent_rank >= RANK_EXPLICIT and r.agent != r.service
+
+
+def traces_seen_before(conn: Connection, new: Sequence[SpanRecord]) -> set[str]:
+    """The traces of ``new``'s agent-naming spans that already had a ``traces`` row: only they
+    can have descendants stored by an earlier request. Call it before this batch's trace
+    summaries are written; it turns the usual case (a whole run in one request) into one probe
+    of the traces' primary key."""
+    ids = sorted({r.trace_id for r in new if _names_an_agent(r)})
+    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    seen: set[str] = set()
+    for start in range(0, len(ids), _CHUNK * 3):
+        chunk = ids[start : start + _CHUNK * 3]
+        values = ",".join(f"({mark})" for _ in chunk)
+        rows = conn.exec_driver_sql(
+            f"WITH k(t) AS (VALUES {values}) SELECT k.t FROM k "
+            "JOIN traces ON traces.trace_id = k.t",
+            tuple(chunk),
+        )
+        seen.update(t for (t,) in rows)
+    return seen
+
+
+def adopt_descendants(
+    conn: Connection, new: Sequence[SpanRecord], seen_before: set[str]
+) -> Moved | None:
+    """Re-attribute stored descendants of the spans in ``new`` that name an agent, in the
+    traces of ``seen_before`` (:func:`traces_seen_before`)."""
     frontier = {
         (r.trace_id, r.span_id): r.agent
         for r in new
-        if r.agent_rank >= RANK_EXPLICIT and r.agent != r.service
+        if r.trace_id in seen_before and _names_an_agent(r)
     }
     if not frontier:
         return None

@@ -34,7 +34,7 @@ from pharos.server.analytics.rollups import (
     rollup_deltas,
 )
 from pharos.server.db.schema import ROLLUP_TABLES, spans, traces
-from pharos.server.ingest.adopt import Moved, adopt_descendants
+from pharos.server.ingest.adopt import Moved, adopt_descendants, traces_seen_before
 from pharos.server.ingest.normalize import RANK_EXPLICIT, SpanRecord, TraceDelta, trace_deltas
 from pharos.server.ingest.pg_copy import SpanCopier
 
@@ -321,11 +321,14 @@ class GroupCommitWriter:
                     rows = [_span_tuple(r) for r in candidates]
                 new = self._store_spans(conn, candidates, rows)
             if new:
+                seen_before = traces_seen_before(conn, new)  # before their summaries change
                 self._upsert_traces(conn, sorted(trace_deltas(new), key=lambda d: d.trace_id))
                 self._upsert_rollups(conn, new)
                 if self.cost is not None:
                     self.cost.record(conn, new)
-                moved = adopt_descendants(conn, new)  # children that came before their agent
+                moved = adopt_descendants(
+                    conn, new, seen_before
+                )  # children sent before their agent
                 if moved is not None:
                     self._move_rollups(conn, moved)
                     if self.cost is not None:
