@@ -183,3 +183,43 @@ def test_duplicates_unknown_ids_and_the_cli(server: RunningServer) -> None:
     assert runner.invoke(app, ["slo", "--url", server.url, "delete", str(sid)]).exit_code == 0
     bad = runner.invoke(app, ["slo", "--url", server.url, "show", str(sid)])
     assert bad.exit_code == 1 and "not found" in bad.output
+
+
+def test_slo_writes_wait_for_the_sqlite_write_lock(sqlite_url: str) -> None:
+    """Creating, changing and deleting an SLO while another connection (the ingest writer, the
+    alert engine) holds SQLite's write lock waits for it instead of failing with a 503
+    ("database is locked": a deferred transaction that reads first cannot wait in WAL mode)."""
+    import sqlite3
+    import threading
+
+    from tests.conftest import run_server
+
+    with run_server(sqlite_url, **QUIET, retention_enabled=False) as server:
+
+        def locked(call: Any) -> Any:
+            lock = sqlite3.connect(
+                sqlite_url.removeprefix("sqlite:///"), isolation_level=None, check_same_thread=False
+            )
+            lock.execute("BEGIN IMMEDIATE")
+            release = threading.Timer(0.5, lock.commit)
+            release.start()
+            try:
+                return call()
+            finally:
+                release.join()
+                lock.close()
+
+        created = locked(
+            lambda: server.post(
+                "/api/v1/slos",
+                json={"name": "held", "agent": "a", "kind": "success", "objective": 99},
+            )
+        )
+        assert created.status_code == 201, created.text
+        sid = created.json()["id"]
+        with server.client() as c:
+            changed = locked(lambda: c.patch(f"/api/v1/slos/{sid}", json={"objective": 95}))
+            assert changed.status_code == 200, changed.text
+            assert changed.json()["objective"] == 95
+            gone = locked(lambda: c.delete(f"/api/v1/slos/{sid}"))
+            assert gone.status_code == 204, gone.text

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
+from pharos.server.db.engine import writing
 from pharos.server.errors import ApiError
 from pharos.server.responses import FastJSONResponse
 from pharos.server.slo import store
@@ -94,7 +95,7 @@ async def create_slo(body: SloIn, engine: EngineDep) -> FastJSONResponse:
     _check(SloDef(0, **values))
 
     def run() -> int:
-        with engine.begin() as conn:
+        with writing(engine).begin() as conn:
             if store.name_taken(conn, values["name"]):
                 raise ApiError(409, f"an SLO named {values['name']!r} exists", "conflict")
             return store.create(conn, values, time.time_ns())
@@ -124,7 +125,7 @@ async def update_slo(slo_id: int, body: SloIn, engine: EngineDep) -> FastJSONRes
         changes["description"] = ""
 
     def run() -> bool:
-        with engine.begin() as conn:
+        with writing(engine).begin() as conn:
             current = store.get_def(conn, slo_id)
             if current is None:
                 return False
@@ -155,7 +156,7 @@ async def update_slo(slo_id: int, body: SloIn, engine: EngineDep) -> FastJSONRes
 @router.delete("/slos/{slo_id}", status_code=204, summary="Delete an SLO")
 async def delete_slo(slo_id: int, engine: EngineDep) -> Response:
     def run() -> bool:
-        with engine.begin() as conn:
+        with writing(engine).begin() as conn:
             return store.delete_slo(conn, slo_id)
 
     if not await anyio.to_thread.run_sync(run):
