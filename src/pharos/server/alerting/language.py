@@ -14,8 +14,9 @@ at parse time with :class:`RuleSyntaxError`, which carries the position of the p
 from __future__ import annotations
 
 import math
+import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -783,6 +784,98 @@ def compile_node(node: Node) -> Compiled:
             if name == "abs":
                 return abs(floats[0])
             return min(floats) if name == "min" else max(floats)
+
+        return func
+    raise TypeError(f"not a rule node: {node!r}")  # pragma: no cover
+
+
+# --- the same interpreter, a column at a time ----------------------------------------------------
+
+#: One value per group of a rule (``by agent``: one per agent), in the order of the groups.
+ValueColumn = list[Value]
+SeriesColumns = Callable[[Series], list[Value]]
+BudgetColumns = Callable[[Budget], list[Value]]
+#: A node over every group: its column (numbers or None; a condition's are bools).
+ColumnCompiled = Callable[[SeriesColumns, BudgetColumns, int], Sequence[Value]]
+
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt,
+    "<": operator.lt,
+    ">=": operator.ge,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
+def compile_columns(node: Node) -> ColumnCompiled:
+    """:func:`compile_node` over every group of a rule at once: ``f(series, budget, n)`` takes
+    the column of each :class:`Series` (one value per group, as :class:`~.figures.Figures`
+    shares them between the rules reading the same figure) and returns the node's column.
+
+    Element by element the result is what :func:`evaluate` gives for that group: nothing a node
+    computes has a side effect or raises, so evaluating both sides of ``and``/``or`` and of a
+    comparison with no data on its left gives the same values as short-circuiting them."""
+    if isinstance(node, Num):
+        value = node.value
+        return lambda _s, _b, n: [value] * n
+    if isinstance(node, Series):
+        series_node = node
+        return lambda s, _b, _n: s(series_node)
+    if isinstance(node, Budget):
+        budget_node = node
+        return lambda _s, b, _n: b(budget_node)
+    if isinstance(node, Compare):
+        left, right = compile_columns(node.left), compile_columns(node.right)
+        cmp = _COMPARE[node.op]
+
+        def compare(s: SeriesColumns, b: BudgetColumns, n: int) -> list[bool]:
+            return [
+                False if x is None or y is None else cmp(float(x), float(y))
+                for x, y in zip(left(s, b, n), right(s, b, n), strict=True)
+            ]
+
+        return compare
+    if isinstance(node, Logic):
+        first, second = compile_columns(node.left), compile_columns(node.right)
+        if node.op == "and":
+            return lambda s, b, n: [
+                bool(x) and bool(y) for x, y in zip(first(s, b, n), second(s, b, n), strict=True)
+            ]
+        return lambda s, b, n: [
+            bool(x) or bool(y) for x, y in zip(first(s, b, n), second(s, b, n), strict=True)
+        ]
+    if isinstance(node, Not):
+        inner = compile_columns(node.operand)
+        return lambda s, b, n: [not x for x in inner(s, b, n)]
+    if isinstance(node, Neg):
+        operand = compile_columns(node.operand)
+        return lambda s, b, n: [None if v is None else -float(v) for v in operand(s, b, n)]
+    if isinstance(node, BinOp):
+        lhs, rhs, arith_op = compile_columns(node.left), compile_columns(node.right), node.op
+
+        def binop(s: SeriesColumns, b: BudgetColumns, n: int) -> list[Value]:
+            return [
+                None if x is None or y is None else _arith(arith_op, float(x), float(y))
+                for x, y in zip(lhs(s, b, n), rhs(s, b, n), strict=True)
+            ]
+
+        return binop
+    if isinstance(node, Func):
+        args, name = [compile_columns(a) for a in node.args], node.name
+
+        def func(s: SeriesColumns, b: BudgetColumns, n: int) -> list[Value]:
+            out: list[Value] = []
+            for values in zip(*(a(s, b, n) for a in args), strict=True):
+                if any(v is None for v in values):
+                    out.append(None)
+                    continue
+                floats = [float(v) for v in values if v is not None]
+                if name == "abs":
+                    out.append(abs(floats[0]))
+                else:
+                    out.append(min(floats) if name == "min" else max(floats))
+            return out
 
         return func
     raise TypeError(f"not a rule node: {node!r}")  # pragma: no cover
