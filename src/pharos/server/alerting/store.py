@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import Connection, Row, and_, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from pharos.server.alerting.rules import RuleDef
@@ -155,6 +167,203 @@ def alerts_by_fingerprint(conn: Connection, keys: Iterable[tuple[int, str]]) -> 
             if (int(row.rule_id), row.fingerprint) in wanted:
                 out.append(row)
     return out
+
+
+class AlertRow(NamedTuple):
+    """An ``alerts`` row (as the engine keeps it between cycles)."""
+
+    id: int
+    rule_id: int
+    rule_name: str
+    fingerprint: str
+    labels: str
+    severity: str
+    state: str
+    value: float | None
+    message: str
+    episode: int
+    pending_since_ns: int | None
+    fired_ns: int | None
+    last_true_ns: int | None
+    resolved_ns: int | None
+    last_notified_ns: int | None
+    acked_by: str | None
+    acked_ns: int | None
+    ack_comment: str | None
+    silenced_by: int | None
+    last_eval_ns: int
+    updated_ns: int
+
+
+def _raw(conn: Connection, stmt: Any) -> list[tuple[Any, ...]]:
+    """Rows as plain tuples straight from the DBAPI cursor (thousands of narrow rows)."""
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    params: Any = compiled.params
+    if compiled.positiontup is not None:
+        params = tuple(params[name] for name in compiled.positiontup)
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(str(compiled), params)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+class ActiveAlerts:
+    """The engine's copy of every pending or firing alert, kept between cycles and checked at
+    the start of each against a narrow query: (id, updated_ns, last_eval_ns, acked_ns) of the
+    active rows. Every writer of an alert row changes one of those (a transition: updated_ns and
+    last_eval_ns; a value refresh: last_eval_ns; an ack: acked_ns; a manual resolve: updated_ns
+    and the state), on whichever instance, so a copy whose four match is the row; the others
+    are read again, and rows that left the active states are dropped. Only the lease holder
+    evaluates, but it may lose the lease and get it back: nothing here assumes it wrote last."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, AlertRow] = {}
+        self.reads = 0  # rows read again in all (for tests and the benchmark)
+        self._labels: dict[int, tuple[str, dict[str, str]]] = {}
+
+    def sync(self, conn: Connection, *, keyed: bool = True) -> dict[tuple[int, str], AlertRow]:
+        """Bring the copy up to date; returns it by (rule id, fingerprint) (``keyed=False``:
+        returns nothing)."""
+        versions = _raw(
+            conn,
+            select(
+                alerts.c.id, alerts.c.updated_ns, alerts.c.last_eval_ns, alerts.c.acked_ns
+            ).where(alerts.c.state.in_(ACTIVE_STATES)),
+        )
+        kept: dict[int, AlertRow] = {}
+        stale: list[int] = []
+        for alert_id, updated_ns, last_eval_ns, acked_ns in versions:
+            row = self.rows.get(alert_id)
+            if (
+                row is not None
+                and row.updated_ns == updated_ns
+                and row.last_eval_ns == last_eval_ns
+                and row.acked_ns == acked_ns
+            ):
+                kept[alert_id] = row
+            else:
+                stale.append(int(alert_id))
+        columns = [alerts.c[name] for name in AlertRow._fields]
+        stale.sort()
+        for i in range(0, len(stale), 500):
+            stmt = select(*columns).where(alerts.c.id.in_(stale[i : i + 500]))
+            for values in _raw(conn, stmt):
+                row = AlertRow._make(values)
+                if row.state in ACTIVE_STATES:  # it may have changed since the narrow query
+                    kept[row.id] = row
+            self.reads += len(stale[i : i + 500])
+        self.rows = kept
+        if len(self._labels) > 2 * len(kept) + 1000:
+            self._labels = {i: v for i, v in self._labels.items() if i in kept}
+        if not keyed:
+            return {}
+        return {(int(r.rule_id), r.fingerprint): r for r in kept.values()}
+
+    def labels(self, row: AlertRow) -> dict[str, str]:
+        """A row's labels, parsed once (read-only: shared between calls)."""
+        found = self._labels.get(row.id)
+        if found is not None and found[0] == row.labels:
+            return found[1]
+        parsed: dict[str, str] = loads(row.labels, {})
+        self._labels[row.id] = (row.labels, parsed)
+        return parsed
+
+    def refreshed(self, changes: Iterable[Mapping[str, Any]]) -> None:
+        """Apply the value refreshes just committed (the engine's ``b_id``/``b_updated`` rows)
+        to the copy, so they need not be read again; one that did not hold (the row changed in
+        between) no longer matches the database and is read again next time anyway."""
+        for change in changes:
+            row = self.rows.get(int(change["b_id"]))
+            if row is not None and row.updated_ns == change["b_updated"]:
+                # (positionally: NamedTuple._replace costs several times more)
+                self.rows[row.id] = AlertRow._make(
+                    (
+                        *row[:7],
+                        change["value"],
+                        change["message"],
+                        *row[9:12],
+                        change["last_true_ns"],
+                        *row[13:19],
+                        change["last_eval_ns"],
+                        row[20],
+                    )
+                )
+
+    def written(self, writes: Iterable[tuple[AlertWrite, int | None, Any]]) -> None:
+        """Apply the changes just committed (each with the id ``save_alerts`` gave, None where
+        it did not hold, and the row it was based on, None for a new one) to the copy."""
+        for write, alert_id, base in writes:
+            if alert_id is None:
+                continue
+            if base is None:
+                values = {**write.values, "id": alert_id}
+                if not all(name in values for name in AlertRow._fields):
+                    continue  # read next time
+                row = AlertRow(*(values[name] for name in AlertRow._fields))
+            else:
+                if not isinstance(base, AlertRow):
+                    base = AlertRow(*(getattr(base, name) for name in AlertRow._fields))
+                row = base._replace(**write.values)
+            if row.state in ACTIVE_STATES:
+                self.rows[alert_id] = row
+            else:
+                self.rows.pop(alert_id, None)
+
+    def firing(self) -> list[AlertRow]:
+        return [r for r in self.rows.values() if r.state == "firing"]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertWrite:
+    """A state change of one alert: a new row (``alert_id`` None: ``values`` hold every column)
+    or an update of ``alert_id`` that holds only if the row still has ``updated_ns`` (an
+    operator's ack or resolve since the engine read it wins; the engine retries next cycle)."""
+
+    alert_id: int | None
+    updated_ns: int | None
+    values: Mapping[str, Any]
+
+
+def save_alerts(conn: Connection, writes: Sequence[AlertWrite]) -> list[int | None]:
+    """Write every change in the caller's transaction; returns each one's alert id, or None
+    where the optimistic check failed. One multi-row INSERT (RETURNING the ids) and one
+    executemany UPDATE per set of columns; when an UPDATE matches fewer rows than it was
+    given (a concurrent write), it is rolled back to a savepoint and redone row by row to
+    learn which lost."""
+    ids: list[int | None] = [None] * len(writes)
+    inserts: dict[tuple[str, ...], list[int]] = {}
+    updates: dict[tuple[str, ...], list[int]] = {}
+    for i, w in enumerate(writes):
+        (inserts if w.alert_id is None else updates).setdefault(tuple(w.values), []).append(i)
+    for indexes in inserts.values():
+        returning = insert(alerts).returning(alerts.c.id, sort_by_parameter_order=True)
+        result = conn.execute(returning, [dict(writes[i].values) for i in indexes])
+        for i, row in zip(indexes, result, strict=True):
+            ids[i] = int(row[0])
+    for columns, indexes in updates.items():
+        stmt = (
+            update(alerts)
+            .where(alerts.c.id == bindparam("b_id"), alerts.c.updated_ns == bindparam("b_updated"))
+            .values({c: bindparam(c) for c in columns})
+        )
+        params = [
+            {"b_id": writes[i].alert_id, "b_updated": writes[i].updated_ns, **writes[i].values}
+            for i in indexes
+        ]
+        savepoint = conn.begin_nested()
+        matched = conn.execute(stmt, params).rowcount
+        if matched == len(params):
+            savepoint.commit()
+            for i in indexes:
+                ids[i] = writes[i].alert_id
+            continue
+        savepoint.rollback()
+        for i, one in zip(indexes, params, strict=True):
+            if conn.execute(stmt, one).rowcount:
+                ids[i] = writes[i].alert_id
+    return ids
 
 
 def alert_json(row: Row[Any], rule_expression: str | None = None) -> dict[str, Any]:
@@ -471,23 +680,60 @@ def enqueue(
     now_ns: int,
 ) -> bool:
     """Add a notification unless one with this idempotency key exists (then False)."""
-    exists = conn.execute(select(outbox.c.id).where(outbox.c.idempotency_key == key)).first()
-    if exists is not None:
-        return False
-    conn.execute(
-        insert(outbox).values(
-            idempotency_key=key,
-            channel_id=channel_id,
-            alert_id=alert_id,
-            event=event,
-            payload=dumps(payload),
-            status="pending",
-            attempts=0,
-            next_attempt_ns=now_ns,
-            created_ns=now_ns,
-        )
+    row = outbox_row(
+        key=key,
+        channel_id=channel_id,
+        alert_id=alert_id,
+        event=event,
+        payload=payload,
+        now_ns=now_ns,
     )
-    return True
+    return enqueue_many(conn, [row]) == 1
+
+
+def outbox_row(
+    *,
+    key: str,
+    channel_id: int,
+    alert_id: int | None,
+    event: str,
+    payload: Mapping[str, Any],
+    now_ns: int,
+) -> dict[str, Any]:
+    """A notification as :func:`enqueue_many` writes it."""
+    return {
+        "idempotency_key": key,
+        "channel_id": channel_id,
+        "alert_id": alert_id,
+        "event": event,
+        "payload": dumps(payload),
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_ns": now_ns,
+        "created_ns": now_ns,
+    }
+
+
+def enqueue_many(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Add the notifications of :func:`outbox_row` whose idempotency key is new (the first of
+    a key given twice); returns how many were added. One look-up per 500 keys and one
+    multi-row insert, in the caller's transaction."""
+    if not rows:
+        return 0
+    keys = sorted({r["idempotency_key"] for r in rows})
+    taken: set[str] = set()
+    for i in range(0, len(keys), 500):
+        chunk = keys[i : i + 500]
+        stmt = select(outbox.c.idempotency_key).where(outbox.c.idempotency_key.in_(chunk))
+        taken.update(r[0] for r in conn.execute(stmt))
+    new: list[Mapping[str, Any]] = []
+    for row in rows:
+        if row["idempotency_key"] not in taken:
+            taken.add(row["idempotency_key"])
+            new.append(row)
+    if new:
+        conn.execute(insert(outbox), new)
+    return len(new)
 
 
 def claim_due(
