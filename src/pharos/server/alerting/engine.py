@@ -6,10 +6,11 @@ outbox) in one transaction. ``run_cycle(now_ns)`` is one such cycle, callable di
 
 from __future__ import annotations
 
+import heapq
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -17,16 +18,16 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, insert, update
 
 from pharos.server.alerting import store
-from pharos.server.alerting.figures import Figures
+from pharos.server.alerting.figures import Figures, HistogramCache, cut_windows, read_plan
 from pharos.server.alerting.language import (
     ANOMALY_HISTORY,
     SLO_FUNCS,
     Budget,
-    Compiled,
+    ColumnCompiled,
     Rule,
     RuleSyntaxError,
     Series,
-    compile_node,
+    compile_columns,
     parse,
 )
 from pharos.server.alerting.rules import (
@@ -49,6 +50,7 @@ DEFAULTS_FLAG = "default-rules-created"
 KNOWN_AGENT_DAYS = 7
 REFRESH_NS = 60 * NS  # how stale an active alert's stored value may get
 REFRESH_BATCH = 2000  # at most this many value refreshes per cycle (the rest: next cycles)
+_Identity = tuple[str, dict[str, str]]  # an alert's fingerprint and labels
 
 
 @dataclass(slots=True)
@@ -79,6 +81,36 @@ class CycleResult:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    """A rule's expression parsed and compiled once (cached by its text)."""
+
+    rule: Rule
+    condition: ColumnCompiled  # over every group at once
+    primary: ColumnCompiled | None  # the value an alert shows
+    series: tuple[Series, ...]
+    windows: frozenset[int]
+    uses_budget: bool
+
+
+@dataclass(slots=True)
+class _Change:
+    """What one alert's evaluation changes (``_plan``), to write with the cycle's others."""
+
+    rule: RuleDef
+    labels: dict[str, str]
+    fp: str
+    row: Any
+    prev: AlertState
+    nxt: AlertState
+    events: list[str]
+    episode: int
+    silence_id: int | None
+    silence_changed: bool
+    message: str
+    write: store.AlertWrite
+
+
 @dataclass(slots=True)
 class _Channel:
     id: int
@@ -105,21 +137,24 @@ class FiringIndex:
         self.serious = 0
         self.serious_by_agent: dict[str, int] = {}
 
-    def load(self, snapshot: list[Any]) -> None:
+    def load(
+        self, snapshot: list[Any], labels_of: Callable[[Any], dict[str, str]] | None = None
+    ) -> None:
+        """Count ``snapshot`` (firing rows); ``labels_of``: a row's parsed labels, if known."""
         by_agent: dict[str, int] = {}
         by_severity: dict[str, int] = {}
         serious_by_agent: dict[str, int] = {}
         items = []
         for row in snapshot:
             by_severity[row.severity] = by_severity.get(row.severity, 0) + 1
-            labels = store.loads(row.labels, {})
+            labels = labels_of(row) if labels_of is not None else store.loads(row.labels, {})
             agent = labels.get("agent")
             if agent:
                 by_agent[agent] = by_agent.get(agent, 0) + 1
                 if row.severity != "info":
                     serious_by_agent[agent] = serious_by_agent.get(agent, 0) + 1
             items.append((_SEVERITY_RANK.get(row.severity, 9), -(row.fired_ns or 0), row, labels))
-        items.sort(key=lambda t: (t[0], t[1], t[2].id))
+        top = heapq.nsmallest(self.MAX_ITEMS, items, key=lambda t: (t[0], t[1], t[2].id))
         self.items = [
             {
                 "id": int(row.id),
@@ -133,7 +168,7 @@ class FiringIndex:
                 "acknowledged": row.acked_by is not None,
                 "silenced": row.silenced_by is not None,
             }
-            for _, _, row, labels in items[: self.MAX_ITEMS]
+            for _, _, row, labels in top
         ]
         self.total, self.by_agent, self.by_severity = len(snapshot), by_agent, by_severity
         self.serious = len(snapshot) - by_severity.get("info", 0)
@@ -164,10 +199,14 @@ class AlertEngine:
         self.dashboard_url = dashboard_url.rstrip("/")
         self.instance_id = instance_id or f"pharos-{uuid.uuid4().hex[:12]}"
         self.firing = FiringIndex()
-        self._parsed: dict[str, tuple[Rule, Compiled, Compiled | None]] = {}
+        self._parsed: dict[str, _Parsed] = {}
         self.last_result: CycleResult | None = None
         self._last_true: dict[tuple[int, str], int] = {}
-        self._fingerprints: dict[tuple[Any, tuple[str, ...]], str] = {}
+        #: (fingerprint, labels) by rule (id, name, severity, labels), then by group values
+        self._fingerprints: dict[tuple[Any, ...], dict[tuple[str, ...], _Identity]] = {}
+        self._fingerprint_count = 0
+        self._histograms = HistogramCache()  # latency histograms merged last cycle
+        self._active = store.ActiveAlerts()  # pending/firing alerts, checked every cycle
         self._refresh: list[dict[str, Any]] = []
         self._events: list[dict[str, Any]] = []
         self.cycles = 0
@@ -205,46 +244,63 @@ class AlertEngine:
             self.firing.load(store.firing_snapshot(conn))
 
     # -- one cycle ---------------------------------------------------------------------------
-    def _rule(self, expression: str) -> tuple[Rule, Compiled, Compiled | None]:
+    def _rule(self, expression: str) -> _Parsed:
         entry = self._parsed.get(expression)
         if entry is None:
             if len(self._parsed) > 10000:
                 self._parsed.clear()
             rule = parse(expression)
             primary = rule.primary
-            entry = (
+            series = tuple(rule.series)
+            entry = _Parsed(
                 rule,
-                compile_node(rule.expr),
-                compile_node(primary) if primary is not None else None,
+                compile_columns(rule.expr),
+                compile_columns(primary) if primary is not None else None,
+                series,
+                frozenset(s.window_s for s in series),
+                _uses_budget(rule),
             )
             self._parsed[expression] = entry
         return entry
 
+    def _identity(self, rule: RuleDef, group: Mapping[str, str]) -> _Identity:
+        """An alert's fingerprint and labels (cached: read-only)."""
+        self._fingerprint_count += 1
+        labels = alert_labels(rule, group)
+        return fingerprint(rule.id, labels), labels
+
     def run_cycle(self, now_ns: int | None = None) -> CycleResult:
         """Evaluate every enabled rule at ``now_ns`` (default: now) and persist the outcome."""
         started = time.perf_counter()
+        if self._fingerprint_count > 500_000:
+            self._fingerprints.clear()
+            self._fingerprint_count = 0
         now_ns = time.time_ns() if now_ns is None else now_ns
         result = CycleResult(now_ns)
         end_s = (now_ns // NS // 60 + 1) * 60  # the end of the current minute, as dashboards
         with self.read_engine.connect() as conn:
             all_rules = {int(r.id): store.rule_def(r) for r in store.list_rules(conn)}
             parsed: list[tuple[RuleDef, Rule]] = []
-            compiled: dict[int, tuple[Compiled, Compiled | None]] = {}
+            compiled: dict[int, _Parsed] = {}
             for rule in all_rules.values():
                 if not rule.enabled:
                     continue
                 try:
-                    ast, condition, primary_fn = self._rule(rule.expression)
-                    parsed.append((rule, ast))
-                    compiled[rule.id] = (condition, primary_fn)
+                    entry = self._rule(rule.expression)
+                    parsed.append((rule, entry.rule))
+                    compiled[rule.id] = entry
                 except RuleSyntaxError as exc:  # stored before a language change
                     result.errors.append(f"rule {rule.id} ({rule.name}): {exc}")
-            windows = sorted({s.window_s for _, r in parsed for s in r.series})
+            all_series = {s for e in compiled.values() for s in e.series}
+            windows = sorted({s.window_s for s in all_series})
             read_started = time.perf_counter()
-            rows_by_window: dict[int, list[RollupRow]] = {
-                w: rollup_store.fetch_rollups(conn, end_s - w, end_s) for w in windows
+            # One read per table for all the windows (the short ones are the long ones' ends).
+            blocks = {
+                (name, lo, hi): rollup_store.fetch_rollups(conn, lo, hi, resolution=name)
+                for name, lo, hi in read_plan(windows, end_s)
             }
-            history_windows = sorted({s.window_s for _, r in parsed for s in r.series if s.anomaly})
+            rows_by_window = cut_windows(blocks, windows, end_s)
+            history_windows = sorted({s.window_s for s in all_series if s.anomaly})
             history: dict[int, list[RollupRow]] = {
                 w: rollup_store.fetch_rollups(
                     conn,
@@ -261,54 +317,65 @@ class AlertEngine:
             )
             result.read_seconds = time.perf_counter() - read_started
             budget_cache: dict[str | None, float | None] = {}
-            needs_budget = any(_uses_budget(r) for _, r in parsed)
+            needs_budget = any(e.uses_budget for e in compiled.values())
             if needs_budget:
                 budget_cache = _budgets(conn, parsed, agents, now_ns)
             slo_defs = (
-                slo_store.list_defs(conn)
-                if any(s.metric in SLO_FUNCS for _, r in parsed for s in r.series)
-                else []
+                slo_store.list_defs(conn) if any(s.metric in SLO_FUNCS for s in all_series) else []
             )
             silences = store.active_silences(conn, now_ns)
             channels = _channels(conn)
-            existing = {(int(a.rule_id), a.fingerprint): a for a in store.active_alerts(conn)}
+            existing: dict[tuple[int, str], Any] = self._active.sync(conn)
         result.rules, result.windows = len(parsed), len(windows)
-        result.rollup_rows = sum(len(v) for v in rows_by_window.values())
-        figures = Figures(rows_by_window, history, end_s, slos=slo_defs)
+        result.rollup_rows = sum(len(v) for v in blocks.values())
+        figures = Figures(
+            rows_by_window,
+            history,
+            end_s,
+            slos=slo_defs,
+            cache=self._histograms,
+            budget=budget_cache.get,
+        )
 
-        # Evaluate (pure): which (rule, labels) hold now, with their value.
+        # Evaluate (pure): which (rule, labels) hold now, with their value. Each rule runs over
+        # all its groups at once, on the columns of figures every rule with those groups shares.
         evaluated: dict[tuple[int, str], tuple[RuleDef, dict[str, str], bool, float | None]] = {}
+        alerting_rules = {rule_id for rule_id, _ in existing}
         for rule, ast in parsed:
-            rule_windows = {s.window_s for s in ast.series}
-            condition, primary = compiled[rule.id]
+            entry = compiled[rule.id]
+            condition, primary = entry.condition, entry.primary
+            columns = figures.columns(ast.by, entry.windows, agents)
+            n = len(columns)
+            result.groups += n
             signature = (rule.id, rule.name, rule.severity, tuple(sorted(rule.labels.items())))
-            for group in figures.groups(ast.by, rule_windows, agents):
-                result.groups += 1
-
-                def series(s: Series, g: Mapping[str, str] = group) -> float | None:
-                    return figures.value(s, g)
-
-                def budget(b: Budget, g: Mapping[str, str] = group) -> float | None:
-                    return budget_cache.get(b.agent if b.agent is not None else g.get("agent"))
-
-                try:
-                    active = bool(condition(series, budget))
-                    fp_key = (signature, tuple(group.values()))
-                    fp = self._fingerprints.get(fp_key)
-                    if fp is None:
-                        if len(self._fingerprints) > 500_000:
-                            self._fingerprints.clear()
-                        fp = fingerprint(rule.id, alert_labels(rule, group))
-                        self._fingerprints[fp_key] = fp
+            fingerprints = self._fingerprints.setdefault(signature, {})
+            has_alerts = rule.id in alerting_rules
+            try:
+                holds = condition(columns.series, columns.budget, n)
+                values: Sequence[float | None] | None = None
+                for i, active in enumerate(holds):
+                    if not active and not has_alerts:
+                        continue
+                    identity = fingerprints.get(columns.keys[i])
+                    if identity is None:
+                        identity = self._identity(rule, columns.groups[i])
+                        fingerprints[columns.keys[i]] = identity
+                    fp, labels = identity
                     key = (rule.id, fp)
                     if not active and key not in existing:
                         continue
-                    value = primary(series, budget) if primary is not None else None
-                except Exception as exc:  # a bug, not the user's: keep the other rules going
-                    result.errors.append(f"rule {rule.id} ({rule.name}): {exc!r}")
-                    continue
-                number = None if isinstance(value, bool) or value is None else float(value)
-                evaluated[key] = (rule, alert_labels(rule, group), active, number)
+                    if values is None:
+                        values = (
+                            primary(columns.series, columns.budget, n)
+                            if primary is not None
+                            else [None] * n
+                        )
+                    value = values[i]
+                    number = None if isinstance(value, bool) or value is None else float(value)
+                    evaluated[key] = (rule, labels, bool(active), number)
+            except Exception as exc:  # a bug, not the user's: keep the other rules going
+                result.errors.append(f"rule {rule.id} ({rule.name}): {exc!r}")
+        figures.keep()
         # Alerts whose group vanished from the result (the agent went away) count as false;
         # those of a disabled rule resolve now (keep_firing_for does not apply).
         rules_by_id = {rule.id: rule for rule, _ in parsed}
@@ -329,30 +396,32 @@ class AlertEngine:
 
         self._events, self._refresh = [], []
         timings: dict[int, Timing] = {}
+        changes: list[_Change] = []
+        for key, (rule, labels, active, value) in evaluated.items():
+            timing = timings.get(rule.id)
+            if timing is None:
+                timing = timings[rule.id] = rule.timing
+            change = self._plan(
+                rule, labels, key[1], existing.get(key), active, value, now_ns, silences, timing
+            )
+            if change is not None:
+                changes.append(change)
         with self.write_engine.begin() as conn:
-            for key, (rule, labels, active, value) in evaluated.items():
-                current = existing.get(key)
-                timing = timings.get(rule.id)
-                if timing is None:
-                    timing = timings[rule.id] = rule.timing
-                transitions, sent = self._apply(
-                    conn,
-                    rule,
-                    labels,
-                    key[1],
-                    current,
-                    active,
-                    value,
-                    now_ns,
-                    silences,
-                    channels,
-                    timing,
-                )
-                result.transitions += transitions
-                result.notifications += sent
+            # All the changes at once (each keeps its optimistic check), then the history and
+            # the notifications of those that held, in the same transaction.
+            writes = [c.write for c in changes]
+            ids = store.save_alerts(conn, writes)
+            queued: list[dict[str, Any]] = []
+            for change, alert_id in zip(changes, ids, strict=True):
+                if alert_id is not None:
+                    result.transitions += self._record(
+                        conn, change, alert_id, channels, now_ns, queued
+                    )
+            result.notifications += store.enqueue_many(conn, queued)
             if self._events:
                 conn.execute(insert(alert_events), self._events)
                 self._events = []
+            refreshed = self._refresh
             if self._refresh:
                 conn.execute(
                     update(alerts)
@@ -369,15 +438,18 @@ class AlertEngine:
                     self._refresh,
                 )
                 self._refresh = []
-        self.refresh_firing()
+        self._active.written(zip(writes, ids, (c.row for c in changes), strict=True))
+        self._active.refreshed(refreshed)
+        with self.read_engine.connect() as conn:  # and what others wrote meanwhile (acks ...)
+            self._active.sync(conn, keyed=False)
+        self.firing.load(self._active.firing(), self._active.labels)
         result.seconds = time.perf_counter() - started
         self.last_result = result
         self.cycles += 1
         return result
 
-    def _apply(
+    def _plan(
         self,
-        conn: Connection,
         rule: RuleDef,
         labels: dict[str, str],
         fp: str,
@@ -386,9 +458,10 @@ class AlertEngine:
         value: float | None,
         now_ns: int,
         silences: list[ActiveSilence],
-        channels: list[_Channel],
         timing: Timing,
-    ) -> tuple[int, int]:
+    ) -> _Change | None:
+        """Step one alert's state machine: the change to write, or None (a quiet alert only
+        gets its shown value refreshed now and then, queued in ``_refresh``)."""
         silence_id = silenced_by(labels, silences, now_ns)
         key = (rule.id, fp)
         if active:
@@ -425,7 +498,7 @@ class AlertEngine:
                             "last_eval_ns": now_ns,
                         }
                     )
-                return 0, 0
+                return None
         prev = state_of(row, silenced=silence_id is not None, last_true_ns=last_true)
         nxt, events = step(prev, active, now_ns, timing, value)
         episode = int(row.episode) if row is not None else 0
@@ -434,7 +507,7 @@ class AlertEngine:
         prev_silence = row.silenced_by if row is not None else None
         silence_changed = row is not None and nxt.state == "firing" and prev_silence != silence_id
         if not events and not silence_changed:
-            return 0, 0
+            return None
         if nxt.state in ("inactive", "resolved"):
             self._last_true.pop(key, None)
         message = message_for(rule, labels, value if value is not None else nxt.value)
@@ -457,26 +530,45 @@ class AlertEngine:
         if "pending" in events:  # a new episode starts un-acknowledged
             values.update(acked_by=None, acked_ns=None, ack_comment=None)
         if row is None:
-            res = conn.execute(
-                insert(alerts).values(
-                    rule_id=rule.id, fingerprint=fp, labels=store.dumps(labels), **values
-                )
+            write = store.AlertWrite(
+                None,
+                None,
+                {"rule_id": rule.id, "fingerprint": fp, "labels": store.dumps(labels), **values},
             )
-            assert res.inserted_primary_key is not None
-            alert_id = int(res.inserted_primary_key[0])
         else:
-            alert_id = int(row.id)
             # Optimistic: an operator's resolve since we read wins; we retry next cycle.
-            res = conn.execute(
-                update(alerts)
-                .where(alerts.c.id == alert_id, alerts.c.updated_ns == row.updated_ns)
-                .values(**values)
-            )
-            if res.rowcount == 0:
-                return 0, 0
+            write = store.AlertWrite(int(row.id), row.updated_ns, values)
+        return _Change(
+            rule,
+            labels,
+            fp,
+            row,
+            prev,
+            nxt,
+            events,
+            episode,
+            silence_id,
+            silence_changed,
+            message,
+            write,
+        )
+
+    def _record(
+        self,
+        conn: Connection,
+        change: _Change,
+        alert_id: int,
+        channels: list[_Channel],
+        now_ns: int,
+        queued: list[dict[str, Any]],
+    ) -> int:
+        """The history of a change that was written (into ``_events``) and its notifications
+        (into ``queued``); returns the number of transitions."""
+        rule, labels, row = change.rule, change.labels, change.row
+        nxt, events, silence_id = change.nxt, change.events, change.silence_id
         for event in events:
             self._events.append(_event(alert_id, now_ns, event, nxt.state, nxt.value))
-        if silence_changed:
+        if change.silence_changed:
             self._events.append(
                 _event(
                     alert_id,
@@ -487,23 +579,22 @@ class AlertEngine:
                     f"silence {silence_id}" if silence_id is not None else None,
                 )
             )
-        sent = 0
         acked = row is not None and row.acked_by is not None and "pending" not in events
         for event in events:
             if event not in NOTIFYING or silence_id is not None:
                 continue
-            if event == "repeat" and prev.last_notified_ns is None:
+            if event == "repeat" and change.prev.last_notified_ns is None:
                 event = "firing"  # first notification of an episode that was silenced
             snapshot = {
                 "id": alert_id,
                 "rule_id": rule.id,
                 "rule": rule.name,
-                "fingerprint": fp,
+                "fingerprint": change.fp,
                 "labels": labels,
                 "severity": rule.severity,
                 "state": nxt.state,
                 "value": nxt.value,
-                "message": message,
+                "message": change.message,
                 "expression": rule.expression,
                 "fired_at": store.iso(nxt.fired_ns),
                 "resolved_at": store.iso(nxt.resolved_ns),
@@ -511,17 +602,18 @@ class AlertEngine:
                 "ack_comment": row.ack_comment if acked and row is not None else None,
             }
             tag = f"{event}@{now_ns}" if event == "repeat" else event
-            sent += self.notify(
+            self.notify(
                 conn,
                 rule,
                 labels,
                 snapshot,
                 event,
-                f"a{alert_id}:e{episode}:{tag}",
+                f"a{alert_id}:e{change.episode}:{tag}",
                 channels,
                 now_ns,
+                queued,
             )
-        return len(events), sent
+        return len(events)
 
     def notify(
         self,
@@ -533,14 +625,14 @@ class AlertEngine:
         key_prefix: str,
         channels: list[_Channel],
         now_ns: int,
+        queued: list[dict[str, Any]] | None = None,
     ) -> int:
-        """Write one outbox row per routed channel (in the caller's transaction)."""
+        """Write one outbox row per routed channel (in the caller's transaction); returns how
+        many. With ``queued``, add the rows to it instead (for ``store.enqueue_many``)."""
         snapshot = {**snapshot, **self.links(snapshot["id"], labels)}
         payload = {"event": event, "at": store.iso(now_ns), "alert": snapshot}
-        count = 0
-        for channel in route(rule, labels, channels):
-            count += store.enqueue(
-                conn,
+        rows = [
+            store.outbox_row(
                 key=f"{key_prefix}:c{channel.id}",
                 channel_id=channel.id,
                 alert_id=snapshot["id"],
@@ -548,7 +640,12 @@ class AlertEngine:
                 payload=payload,
                 now_ns=now_ns,
             )
-        return count
+            for channel in route(rule, labels, channels)
+        ]
+        if queued is not None:
+            queued.extend(rows)
+            return len(rows)
+        return store.enqueue_many(conn, rows)
 
     def links(self, alert_id: int, labels: Mapping[str, str]) -> dict[str, str]:
         if not self.dashboard_url:
