@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
+import weakref
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
@@ -437,3 +439,21 @@ def test_cut_windows_equal_each_windows_own_cover(end_s: int, windows: list[int]
     for w in windows:
         own = [r for block in cover(end_s - w, end_s) for r in fetch(*block)]
         assert sorted(cut[w]) == sorted(own)
+
+
+def test_a_cycles_figures_go_as_soon_as_dropped() -> None:
+    """No reference cycle: the rows, cells and columns of a cycle are freed when it ends, not
+    left for the next full garbage collection (which then walks them all)."""
+    rows = [RollupRow(0, "a", "", "request", 4, 1, 400.0, 300.0, 0, 0, 0, 0, '{"500": 4}')]
+    gc.disable()
+    try:
+        figures = Figures({300: rows}, cache=HistogramCache())
+        columns = figures.columns(("agent",), {300})
+        assert columns.series(Series("latency_p95", 300)) == [hist.value_of(500)]
+        gone = weakref.ref(figures)
+        del figures
+        assert gone() is None
+        with pytest.raises(ReferenceError):
+            columns.series(Series("requests", 300))
+    finally:
+        gc.enable()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import bisect
 import statistics
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -490,10 +491,12 @@ class GroupColumns:
     """The groups of one ``by`` clause over one set of windows, and per :class:`Series` (or
     :class:`Budget`) the column of its values over those groups, computed once per cycle."""
 
-    __slots__ = ("_budgets", "_series", "figures", "groups", "keys")
+    __slots__ = ("_budgets", "_figures", "_series", "groups", "keys")
 
     def __init__(self, figures: Figures, groups: list[dict[str, str]]) -> None:
-        self.figures = figures
+        # Figures keeps its GroupColumns: a weak reference back, so that a cycle's figures go
+        # when the cycle ends, not at the next full garbage collection (which is then costly).
+        self._figures = weakref.ref(figures)
         self.groups = groups
         self.keys = [tuple(g.values()) for g in groups]
         self._series: dict[Series, list[Value]] = {}
@@ -501,6 +504,13 @@ class GroupColumns:
 
     def __len__(self) -> int:
         return len(self.groups)
+
+    @property
+    def figures(self) -> Figures:
+        figures = self._figures()
+        if figures is None:
+            raise ReferenceError("the cycle's Figures are gone")
+        return figures
 
     def series(self, s: Series) -> list[Value]:
         found = self._series.get(s)
