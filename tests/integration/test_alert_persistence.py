@@ -16,6 +16,7 @@ from pharos.server.alerting.engine import AlertEngine, _Change
 from pharos.server.alerting.rules import RuleDef
 from pharos.server.alerting.silences import ActiveSilence
 from pharos.server.alerting.state import Timing
+from pharos.server.analytics import store as rollup_store
 from pharos.server.db.engine import make_engine
 from pharos.server.db.migrate import upgrade
 from pharos.server.db.schema import alert_events, alerts, outbox, rollups_1m
@@ -324,3 +325,16 @@ def test_carried_histograms_follow_a_rewritten_past_minute(
         )
     engine.run_cycle((T0 + 9 * 60 + 50) * NS)
     assert engine.firing.total == 0
+
+
+def test_the_engines_rollup_read_is_fetch_rollups_as_plain_tuples(
+    engines: tuple[Engine, Engine],
+) -> None:
+    read, write = engines
+    _traffic(write, "a", range(0, 5))
+    _traffic(write, "b", range(3, 9), '{"700": 5}')
+    with read.connect() as conn:
+        got = store.rollup_tuples(conn, "1m", T0 + 120, T0 + 420)
+        want = rollup_store.fetch_rollups(conn, T0 + 120, T0 + 420, resolution="1m")
+    assert len(got) == 7 and sorted(got) == sorted(tuple(r) for r in want)
+    assert all(type(r) is tuple for r in got)

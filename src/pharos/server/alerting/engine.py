@@ -296,7 +296,7 @@ class AlertEngine:
             read_started = time.perf_counter()
             # One read per table for all the windows (the short ones are the long ones' ends).
             blocks = {
-                (name, lo, hi): rollup_store.fetch_rollups(conn, lo, hi, resolution=name)
+                (name, lo, hi): store.rollup_tuples(conn, name, lo, hi)
                 for name, lo, hi in read_plan(windows, end_s)
             }
             rows_by_window = cut_windows(blocks, windows, end_s)

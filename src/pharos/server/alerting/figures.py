@@ -35,12 +35,16 @@ from pharos.server.alerting.language import ANOMALY_HISTORY as N
 from pharos.server.alerting.language import SLO_FUNCS, Budget, Series, Value
 from pharos.server.analytics import histogram as hist
 from pharos.server.analytics.rollups import REQUEST, cover
-from pharos.server.analytics.summary import MODEL_CALL_KINDS, Aggregate, RollupRow
+from pharos.server.analytics.summary import MODEL_CALL_KINDS, Aggregate
 from pharos.server.slo import core as slo_core
 
 _QUANTILES = {"latency_p50": 0.5, "latency_p90": 0.9, "latency_p95": 0.95, "latency_p99": 0.99}
 _NEEDS_HISTOGRAM = frozenset(_QUANTILES)
 Scope = tuple[str | None, str | None]  # (agent, model) filter; None = any
+#: A rollup row: a ``summary.Row`` or the plain tuple of the same columns (what the engine
+#: reads: no object per row to build, and plain tuples of numbers and text are not tracked by
+#: the garbage collector). Read by position only.
+Row = tuple[int, str, str, str, int, int, float, float, int, int, int, int, str]
 _BUCKET = itemgetter(0)
 _COUNT, _ERRORS, _DURATION_SUM, _DURATION_MAX = (itemgetter(i) for i in (4, 5, 6, 7))
 _INPUT, _OUTPUT, _CACHED, _COST = (itemgetter(i) for i in (8, 9, 10, 11))
@@ -72,17 +76,17 @@ def read_plan(windows: Iterable[int], end_s: int) -> list[tuple[str, int, int]]:
 
 
 def cut_windows(
-    blocks: Mapping[tuple[str, int, int], list[RollupRow]], windows: Iterable[int], end_s: int
-) -> dict[int, list[RollupRow]]:
+    blocks: Mapping[tuple[str, int, int], Sequence[Row]], windows: Iterable[int], end_s: int
+) -> dict[int, list[Row]]:
     """Each window's rows out of the blocks of :func:`read_plan` (read with those bounds): the
     same rows as reading the window's own cover."""
-    ordered: dict[tuple[str, int, int], tuple[list[RollupRow], list[int]]] = {}
+    ordered: dict[tuple[str, int, int], tuple[list[Row], list[int]]] = {}
     for block, rows in blocks.items():
         rows = sorted(rows, key=_BUCKET)
         ordered[block] = (rows, [r[0] for r in rows])
-    out: dict[int, list[RollupRow]] = {}
+    out: dict[int, list[Row]] = {}
     for w in windows:
-        picked: list[RollupRow] = []
+        picked: list[Row] = []
         for name, lo, hi in cover(end_s - w, end_s):
             for (bname, blo, bhi), (rows, starts) in ordered.items():
                 if bname == name and blo <= lo and hi <= bhi:
@@ -104,7 +108,7 @@ class _Cell:
     agent: str
     model: str
     kind: str
-    rows: list[RollupRow]
+    rows: list[Row]
     count: int = 0
     errors: int = 0
     duration_sum_ms: float = 0.0
@@ -128,18 +132,18 @@ class _Cell:
 
 @dataclass(slots=True)
 class _Window:
-    rows: list[RollupRow]
+    rows: Sequence[Row]
     cells: list[_Cell] = field(default_factory=list)
     by_agent: dict[str, list[_Cell]] = field(default_factory=dict)
     by_model: dict[str, list[_Cell]] = field(default_factory=dict)
     by_agent_model: dict[tuple[str, str], list[_Cell]] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, rows: list[RollupRow]) -> _Window:
+    def of(cls, rows: Sequence[Row]) -> _Window:
         window = cls(rows)
-        grouped: dict[tuple[str, str, str], list[RollupRow]] = {}
+        grouped: dict[tuple[str, str, str], list[Row]] = {}
         for row in rows:
-            key = (row.agent, row.model, row.kind)
+            key = (row[1], row[2], row[3])
             found = grouped.get(key)
             if found is None:
                 grouped[key] = [row]
@@ -167,14 +171,15 @@ def _is_request(kind: str, model_scope: bool) -> bool:
     return kind in MODEL_CALL_KINDS if model_scope else kind == REQUEST
 
 
-def histogram_scopes(row: RollupRow) -> tuple[Scope, ...]:
+def histogram_scopes(row: Row) -> tuple[Scope, ...]:
     """The scopes whose latency histogram counts ``row`` (as requests, by :func:`_is_request`):
     a request row in its agent's and in all; a model call in its model's and its agent's model's;
     a tool call in none."""
-    if row.kind == REQUEST:
-        return (row.agent, None), (None, None)
-    if row.kind in MODEL_CALL_KINDS:
-        return (row.agent, row.model), (None, row.model)
+    agent, model, kind = row[1], row[2], row[3]
+    if kind == REQUEST:
+        return (agent, None), (None, None)
+    if kind in MODEL_CALL_KINDS:
+        return (agent, model), (None, model)
     return ()
 
 
@@ -183,7 +188,7 @@ def histogram_scopes(row: RollupRow) -> tuple[Scope, ...]:
 
 @dataclass(slots=True)
 class _Carried:
-    rows: set[RollupRow]
+    rows: set[Row]
     histograms: dict[Scope, Counter[int]]
 
 
@@ -218,10 +223,10 @@ class HistogramCache:
         return sum(len(c.histograms) for c in self._windows.values())
 
 
-def _add_rows(target: Counter[int], rows: Iterable[RollupRow], sign: int) -> None:
+def _add_rows(target: Counter[int], rows: Iterable[Row], sign: int) -> None:
     for row in rows:
-        if row.histogram:
-            for bucket, n in hist.loads_many((row.histogram,)).items():
+        if row[12]:
+            for bucket, n in hist.loads_many((row[12],)).items():
                 target[bucket] += sign * n
 
 
@@ -231,8 +236,8 @@ def _add_rows(target: Counter[int], rows: Iterable[RollupRow], sign: int) -> Non
 class Figures:
     def __init__(
         self,
-        rows_by_window: Mapping[int, list[RollupRow]],
-        history: Mapping[int, list[RollupRow]] | None = None,
+        rows_by_window: Mapping[int, Sequence[Row]],
+        history: Mapping[int, Sequence[Row]] | None = None,
         end_s: int = 0,
         slos: Sequence[slo_core.SloDef] = (),
         cache: HistogramCache | None = None,
@@ -257,8 +262,8 @@ class Figures:
         self._columns: dict[tuple[tuple[str, ...], tuple[int, ...]], GroupColumns] = {}
         # Histograms: what the last cycle left (by window), and what this one merged.
         self._carried: dict[int, _Carried | None] = {}
-        self._row_sets: dict[int, set[RollupRow]] = {}
-        self._changes: dict[int, dict[Scope, tuple[list[RollupRow], list[RollupRow]]]] = {}
+        self._row_sets: dict[int, set[Row]] = {}
+        self._changes: dict[int, dict[Scope, tuple[list[Row], list[Row]]]] = {}
         self._merged: dict[int, dict[Scope, Counter[int]]] = {}
 
     # -- groups ------------------------------------------------------------------------------
@@ -372,7 +377,7 @@ class Figures:
         if fig is None:
             hi = self.end_s - k * window_s
             lo = hi - window_s
-            rows = [r for r in self.history.get(window_s, ()) if lo <= r.bucket_start < hi]
+            rows = [r for r in self.history.get(window_s, ()) if lo <= r[0] < hi]
             fig = self._past[key] = Figures({window_s: rows}, slos=self.slos)
         return fig
 
@@ -439,7 +444,7 @@ class Figures:
     def _fresh_histogram(self, window_s: int, agent: str | None, model: str | None) -> Counter[int]:
         model_scope = model is not None
         texts = [
-            row.histogram
+            row[12]
             for c in self._window(window_s).scope(agent, model)
             if _is_request(c.kind, model_scope)
             for row in c.rows
@@ -459,7 +464,7 @@ class Figures:
             if 2 * len(changed) > len(rows):
                 carried = None  # most of the window is new: merging afresh is cheaper
             else:
-                changes: dict[Scope, tuple[list[RollupRow], list[RollupRow]]] = {}
+                changes: dict[Scope, tuple[list[Row], list[Row]]] = {}
                 for row in changed:
                     side = 0 if row in now else 1  # entered, or left
                     for scope in histogram_scopes(row):
