@@ -339,20 +339,31 @@ class AlertWrite:
 
 def save_alerts(conn: Connection, writes: Sequence[AlertWrite]) -> list[int | None]:
     """Write every change in the caller's transaction; returns each one's alert id, or None
-    where the optimistic check failed. One multi-row INSERT (RETURNING the ids) and one
-    executemany UPDATE per set of columns; when an UPDATE matches fewer rows than it was
-    given (a concurrent write), it is rolled back to a savepoint and redone row by row to
-    learn which lost."""
+    where the optimistic check failed. One executemany INSERT (then the new ids, by rule and
+    fingerprint, 500 a query: psycopg parses a multi-row INSERT .. RETURNING of thousands of
+    rows for seconds) and one executemany UPDATE per set of columns; when an UPDATE matches
+    fewer rows than it was given (a concurrent write), it is rolled back to a savepoint and
+    redone row by row to learn which lost."""
     ids: list[int | None] = [None] * len(writes)
     inserts: dict[tuple[str, ...], list[int]] = {}
     updates: dict[tuple[str, ...], list[int]] = {}
     for i, w in enumerate(writes):
         (inserts if w.alert_id is None else updates).setdefault(tuple(w.values), []).append(i)
     for indexes in inserts.values():
-        returning = insert(alerts).returning(alerts.c.id, sort_by_parameter_order=True)
-        result = conn.execute(returning, [dict(writes[i].values) for i in indexes])
-        for i, row in zip(indexes, result, strict=True):
-            ids[i] = int(row[0])
+        conn.execute(insert(alerts), [dict(writes[i].values) for i in indexes])
+        new = {
+            (int(writes[i].values["rule_id"]), str(writes[i].values["fingerprint"])): i
+            for i in indexes
+        }
+        fps = sorted({fp for _, fp in new})
+        for k in range(0, len(fps), 500):
+            query = select(alerts.c.id, alerts.c.rule_id, alerts.c.fingerprint).where(
+                alerts.c.fingerprint.in_(fps[k : k + 500])
+            )
+            for alert_id, rule_id, fp in conn.execute(query):
+                found = new.get((int(rule_id), fp))
+                if found is not None:
+                    ids[found] = int(alert_id)
     for columns, indexes in updates.items():
         stmt = (
             update(alerts)
