@@ -1,7 +1,8 @@
 """The alert engine: every ``alert_eval_interval_seconds`` the instance holding the lease reads
-the rollups (once per distinct window), evaluates every enabled rule for every label group, steps
-each alert's state machine and writes the changes, their history and their notifications (the
-outbox) in one transaction. ``run_cycle(now_ns)`` is one such cycle, callable directly.
+the rollups (once per table for all windows), evaluates every enabled rule for all its label
+groups at once (``figures``), steps each alert's state machine and writes the changes, their
+history and their notifications (the outbox) in one transaction. ``run_cycle(now_ns)`` is one
+such cycle, callable directly.
 """
 
 from __future__ import annotations
