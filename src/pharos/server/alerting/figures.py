@@ -456,7 +456,10 @@ class Figures:
         by the scopes they count in (once per window and cycle)."""
         if window_s in self._carried:
             return self._carried[window_s]
-        carried = self.cache.take(window_s) if self.cache is not None else None
+        if self.cache is None:  # nothing carried, nothing to keep
+            self._carried[window_s] = None
+            return None
+        carried = self.cache.take(window_s)
         rows = self._window(window_s).rows
         now = self._row_sets[window_s] = set(rows)
         if carried is not None and len(now) == len(rows):
