@@ -79,7 +79,32 @@ class Settings(BaseSettings):
     key_rpm: int | None = Field(
         default=None,
         ge=1,
-        description="Gateway requests per minute per API key (unset = no per-key limit).",
+        description="Gateway requests per minute per API key, for keys without their own "
+        "`rpm` (unset = no per-key limit).",
+    )
+    key_tpm: int | None = Field(
+        default=None,
+        ge=1,
+        description="LLM tokens per minute per API key through the LLM proxy, for keys without "
+        "their own `tpm` (unset = no limit).",
+    )
+    key_max_queue: int = Field(
+        default=20,
+        ge=0,
+        le=10_000,
+        description="Requests of one API key that may wait for its rate limit (0 = refuse at "
+        "once).",
+    )
+    key_max_wait_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=600,
+        description="Longest wait of a request in its API key's rate-limit queue.",
+    )
+    gateway_max_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        gt=0,
+        description="Largest request body through the gateway (bytes); larger gets 413.",
     )
     llm_upstream_url: str | None = Field(
         default=None,

@@ -65,6 +65,14 @@ def keys_create(
     scopes: Annotated[
         str, typer.Option("--scopes", help="Comma-separated: ingest, read, admin.")
     ] = "ingest",
+    rpm: Annotated[
+        int | None,
+        typer.Option("--rpm", help="Gateway requests per minute (default PHAROS_KEY_RPM)."),
+    ] = None,
+    tpm: Annotated[
+        int | None,
+        typer.Option("--tpm", help="LLM tokens per minute via the LLM proxy (PHAROS_KEY_TPM)."),
+    ] = None,
     database_url: DatabaseOption = None,
 ) -> None:
     """Create a key and print it once (only its prefix and a hash are stored)."""
@@ -77,9 +85,9 @@ def keys_create(
         raise typer.Exit(2) from None
     with _engine(database_url) as engine:
         try:
-            key, record = create_key(engine, name, wanted)
+            key, record = create_key(engine, name, wanted, rpm=rpm, tpm=tpm)
         except ValueError as exc:
-            err.print(f"[red]--name:[/red] {exc}")
+            err.print(f"[red]invalid key:[/red] {exc}")
             raise typer.Exit(2) from None
     err.print(
         f"created key {record.id} [bold]{record.name}[/bold] ({', '.join(sorted(wanted))}); "
@@ -102,7 +110,7 @@ def keys_list(
         print(json.dumps([k.public() for k in keys], indent=2))
         return
     table = Table(title="API keys")
-    for col in ("id", "name", "prefix", "scopes", "created", "last used", "revoked"):
+    for col in ("id", "name", "prefix", "scopes", "rpm", "tpm", "created", "last used", "revoked"):
         table.add_column(col)
     for k in keys:
         table.add_row(
@@ -110,11 +118,48 @@ def keys_list(
             k.name,
             k.prefix + "…",
             ",".join(sorted(k.scopes)),
+            "default" if k.rpm is None else str(k.rpm),
+            "default" if k.tpm is None else str(k.tpm),
             _when(k.created_ns),
             _when(k.last_used_ns),
             "" if k.revoked_ns is None else _when(k.revoked_ns),
         )
     out.print(table)
+
+
+@keys_app.command("update")
+def keys_update(
+    key: Annotated[str, typer.Argument(help="The key's id or prefix (phk_…).")],
+    rpm: Annotated[
+        int | None,
+        typer.Option("--rpm", help="Gateway requests per minute; 0 = back to PHAROS_KEY_RPM."),
+    ] = None,
+    tpm: Annotated[
+        int | None,
+        typer.Option("--tpm", help="LLM tokens per minute; 0 = back to PHAROS_KEY_TPM."),
+    ] = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Change a key's rate limits: running servers apply them within PHAROS_KEY_CACHE_SECONDS."""
+    from pharos.server.access.keys import update_key_limits
+
+    changes = {
+        name: (value or None) for name, value in (("rpm", rpm), ("tpm", tpm)) if value is not None
+    }
+    with _engine(database_url) as engine:
+        try:
+            record = update_key_limits(engine, key, **changes)
+        except ValueError as exc:
+            err.print(f"[red]invalid limit:[/red] {exc}")
+            raise typer.Exit(2) from None
+    if record is None:
+        err.print(f"[red]no API key {key!r}[/red]")
+        raise typer.Exit(1)
+    limits = ", ".join(
+        f"{name} {'default' if value is None else value}"
+        for name, value in (("rpm", record.rpm), ("tpm", record.tpm))
+    )
+    err.print(f"key {record.id} {record.name} ({record.prefix}…): {limits}")
 
 
 @keys_app.command("revoke")

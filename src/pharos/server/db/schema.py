@@ -466,6 +466,9 @@ api_keys = Table(
     Column("created_ns", BigInteger, nullable=False),
     Column("last_used_ns", BigInteger, nullable=True),
     Column("revoked_ns", BigInteger, nullable=True),
+    # Per-key gateway limits (NULL = PHAROS_KEY_RPM / PHAROS_KEY_TPM); migration 0010.
+    Column("rpm", Integer, nullable=True),  # requests per minute
+    Column("tpm", BigInteger, nullable=True),  # LLM tokens per minute (LLM proxy)
     UniqueConstraint("prefix"),
 )
 
