@@ -153,8 +153,16 @@ def _app(up: Upstream) -> Starlette:
         up.seen.append({"path": request.url.path, "size": size, "headers": dict(request.headers)})
         return JSONResponse({"received": size})
 
+    async def cookie(request: Request) -> Response:
+        """Sets a session cookie for whoever calls, and says which cookie it was sent."""
+        await record(request)
+        response = JSONResponse({"got": request.headers.get("cookie")})
+        response.set_cookie("upstream_session", f"for-{request.query_params.get('who')}")
+        return response
+
     return Starlette(
         routes=[
+            Route("/cookie", cookie, methods=["GET", "POST"]),
             Route("/v1/chat/completions", chat, methods=["POST"]),
             Route("/v1/responses", responses, methods=["POST"]),
             Route("/status/{code:int}", status, methods=["GET", "POST"]),

@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import re
-import secrets
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -26,7 +26,6 @@ import anyio
 import httpx
 import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
@@ -81,15 +80,22 @@ class Gateway:
         self.engine = engine
         self.gate = gate
         self.writer = writer
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.gateway_timeout_seconds, connect=5.0),
-            follow_redirects=False,
+        # Requests go straight to the connection pool (the transport), not through
+        # AsyncClient.send: the client would keep a cookie jar shared by every caller (one
+        # caller's Set-Cookie sent with the next caller's request) and adds auth, redirect and
+        # event-hook steps a proxy does not want. The client only builds the requests.
+        self.transport = httpx.AsyncHTTPTransport(
             # Idle pooled connections are closed after 2 s, before common upstream keep-alive
             # timeouts (uvicorn and Node.js: 5 s): reusing one the upstream is closing at that
             # moment fails the request with "server disconnected" (a spurious 502).
             limits=httpx.Limits(
                 max_connections=256, max_keepalive_connections=64, keepalive_expiry=2.0
             ),
+        )
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.gateway_timeout_seconds, connect=5.0),
+            follow_redirects=False,
+            transport=self.transport,
         )
         self._lock = threading.Lock()
         self._agents: dict[str, tuple[float, AgentConfig | None]] = {}
@@ -285,6 +291,38 @@ class GatewayCollector(Collector):
 # --- the request path ------------------------------------------------------------------------
 
 
+class _Relay(Response):
+    """Streams the upstream's answer to the client as it arrives, stopping when the client
+    has gone (the request's body reader sees the disconnect). Leaner than StreamingResponse,
+    whose own disconnect listener would also compete with that reader for ``receive``."""
+
+    def __init__(
+        self,
+        chunks: AsyncIterator[bytes],
+        status_code: int,
+        headers: dict[str, str],
+        gone: asyncio.Event,
+    ) -> None:
+        self.status_code = status_code
+        self.chunks = chunks
+        self.gone = gone
+        self.background = None
+        self.init_headers(headers)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        try:
+            async for chunk in self.chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if self.gone.is_set():
+                    return
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await self.chunks.aclose()  # type: ignore[attr-defined]
+
+
 class BodyTooLarge(Exception):
     """The client's request body passed ``PHAROS_GATEWAY_MAX_BODY_BYTES``."""
 
@@ -367,11 +405,13 @@ def _gateway(request: Request) -> Gateway:
 
 def _trace_context(request: Request) -> tuple[str, str | None, str, str]:
     """(trace_id, parent span id, this span's id, flags) from ``traceparent`` or new."""
-    match = TRACEPARENT.match(request.headers.get("traceparent", "").strip().lower())
-    span_id = secrets.token_hex(8)
+    header = request.headers.get("traceparent")
+    match = TRACEPARENT.match(header.strip().lower()) if header else None
+    # Random, not secret, like the OTel SDK's ids: no system call per request.
+    span_id = f"{random.getrandbits(64) or 1:016x}"
     if match and match.group(1) != "0" * 32 and match.group(2) != "0" * 16:
         return match.group(1), match.group(2), span_id, match.group(3)
-    return secrets.token_hex(16), None, span_id, "01"
+    return f"{random.getrandbits(128) or 1:032x}", None, span_id, "01"
 
 
 def _connection_tokens(headers: Any) -> frozenset[str]:
@@ -599,12 +639,6 @@ async def _write(gw: Gateway, record: SpanRecord) -> None:
         log.warning("gateway span not recorded: %s", exc)
 
 
-def _server_attrs(url: str) -> dict[str, Any]:
-    parsed = httpx.URL(url)
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    return {"server.address": parsed.host, "server.port": port}
-
-
 class _LlmCall:
     """What the LLM proxy learns from a request (model, max tokens, stream) and its answer
     (usage, model), and the span name and attributes (OTel GenAI conventions) from both."""
@@ -726,7 +760,8 @@ async def _proxy(
         attrs: dict[str, Any] = {
             "http.request.method": request.method,
             "url.full": url,
-            **_server_attrs(url),
+            "server.address": upstream.url.host,
+            "server.port": upstream.url.port or (443 if upstream.url.scheme == "https" else 80),
             "pharos.gateway.route": route,
             "pharos.gateway.queue_wait_ms": round(waited * 1000, 3),
         }
@@ -734,7 +769,7 @@ async def _proxy(
             attrs.update(llm.attrs(None))
         span_name = llm.name(None) if llm is not None else f"gateway {request.method} {agent}"
         try:
-            response = await gw.client.send(upstream, stream=True)
+            response = await gw.transport.handle_async_request(upstream)
         except BodyTooLarge as exc:
             status_label = "413"
             return exc.response()
@@ -818,7 +853,7 @@ async def _proxy(
                 )
 
         streaming = True
-        return StreamingResponse(relay(), status_code=response.status_code, headers=headers)
+        return _Relay(relay(), response.status_code, headers, body.gone)
     except BodyTooLarge as exc:
         status_label = "413"
         return exc.response()
