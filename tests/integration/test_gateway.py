@@ -150,7 +150,11 @@ def test_gateway_response_has_one_date_and_server_header(
         assert names.count(name) == 1, (name, headers)
     assert ("x-upstream", "yes") in headers
     assert dict(headers)["via"] == "1.1 pharos"
-    assert "via" in upstream.seen[-1]["headers"]  # and the upstream learns of the hop too
+    forwarded = upstream.seen[-1]["headers"]
+    assert forwarded["via"] == "1.1 pharos"  # and the upstream learns of the hop too
+    # nothing the caller did not send is made up (an HTTP client's defaults: user-agent,
+    # accept-encoding gzip — which would get the caller a compressed answer it did not ask for)
+    assert "user-agent" not in forwarded and forwarded["accept-encoding"] == "identity"
 
 
 def test_gateway_keeps_no_cookies_between_clients(

@@ -80,10 +80,11 @@ class Gateway:
         self.engine = engine
         self.gate = gate
         self.writer = writer
-        # Requests go straight to the connection pool (the transport), not through
-        # AsyncClient.send: the client would keep a cookie jar shared by every caller (one
-        # caller's Set-Cookie sent with the next caller's request) and adds auth, redirect and
-        # event-hook steps a proxy does not want. The client only builds the requests.
+        # Requests go straight to the connection pool (the transport), not through an
+        # AsyncClient: a client keeps a cookie jar shared by every caller (one caller's
+        # Set-Cookie sent with the next caller's request), adds its default headers (an
+        # Accept-Encoding the caller did not send: a compressed answer it did not ask for) and
+        # auth, redirect and event-hook steps a proxy does not want.
         self.transport = httpx.AsyncHTTPTransport(
             # Idle pooled connections are closed after 2 s, before common upstream keep-alive
             # timeouts (uvicorn and Node.js: 5 s): reusing one the upstream is closing at that
@@ -92,11 +93,7 @@ class Gateway:
                 max_connections=256, max_keepalive_connections=64, keepalive_expiry=2.0
             ),
         )
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.gateway_timeout_seconds, connect=5.0),
-            follow_redirects=False,
-            transport=self.transport,
-        )
+        self.timeout = httpx.Timeout(settings.gateway_timeout_seconds, connect=5.0).as_dict()
         self._lock = threading.Lock()
         self._agents: dict[str, tuple[float, AgentConfig | None]] = {}
         self._budgets: tuple[float, list[Any]] | None = None
@@ -106,7 +103,7 @@ class Gateway:
     async def close(self) -> None:
         if self.pending:  # spans of answered requests: let the writer take them
             await asyncio.wait(self.pending, timeout=10)
-        await self.client.aclose()
+        await self.transport.aclose()
 
     # --- caches (1 s for the registry, PHAROS_BUDGET_CACHE_SECONDS for budgets) ---------------
 
@@ -144,8 +141,7 @@ class Gateway:
     def budget_states(self) -> list[Any]:
         """D's budgets (cost/budgets.py) evaluated now, cached a few seconds."""
         now = time.monotonic()
-        with self._lock:
-            hit = self._budgets
+        hit = self._budgets  # one attribute read: no lock needed to look
         if hit is not None and now - hit[0] < self.settings.budget_cache_seconds:
             return hit[1]
         from pharos.server.cost.budgets import budget_statuses
@@ -751,11 +747,12 @@ async def _proxy(
         except Limited as exc:
             status_label = "429"
             return _limited_response(exc)
-        upstream = gw.client.build_request(
+        upstream = httpx.Request(
             request.method,
             url,
             headers=_forward_headers(request, traceparent, upstream_key),
             content=content,
+            extensions={"timeout": gw.timeout},
         )
         attrs: dict[str, Any] = {
             "http.request.method": request.method,
