@@ -146,12 +146,13 @@ class GroupCommitWriter:
         self._greatest: Any = func.max if self._sqlite else func.greatest
         self._traces_upsert = self._build_traces_upsert()
         # SQLite: the statements compiled once to plain SQL, run with executemany over tuples
-        # (the single writer holds BEGIN IMMEDIATE, so checking which spans exist and then
-        # inserting the rest cannot race). PostgreSQL: INSERT .. ON CONFLICT DO NOTHING
+        # (the single writer holds BEGIN IMMEDIATE, so learning which spans were new from the
+        # ids cannot race). PostgreSQL: INSERT .. ON CONFLICT DO NOTHING
         # RETURNING, which stays right with several instances writing at once.
         dialect = engine.dialect
-        self._sqlite_span_insert = str(
-            spans.insert().compile(dialect=dialect, column_keys=list(SPAN_COLUMNS))
+        self._sqlite_span_insert = (
+            str(spans.insert().compile(dialect=dialect, column_keys=list(SPAN_COLUMNS)))
+            + " ON CONFLICT (trace_id, span_id) DO NOTHING"
         )
         self._sqlite_traces_upsert = str(self._traces_upsert.compile(dialect=dialect))
         zeros = "0, 0, 0, 0, 0, 0, 0, 0, '{}'"
@@ -421,26 +422,25 @@ class GroupCommitWriter:
     ) -> list[SpanRecord]:
         """Insert the spans not stored yet; return those (a resent span is stored once)."""
         if self._sqlite:
-            existing: set[tuple[str, str]] = set()
-            for start in range(0, len(candidates), 400):
-                chunk = candidates[start : start + 400]
-                values = ",".join("(?,?)" for _ in chunk)
-                params = [v for r in chunk for v in (r.trace_id, r.span_id)]
-                # A join, not `(a, b) IN (VALUES ..)` which SQLite answers with a full index
-                # scan: one index probe per span, whatever the size of the table.
-                found = conn.exec_driver_sql(
-                    f"WITH k(t, s) AS (VALUES {values}) SELECT k.t, k.s FROM k "
-                    "JOIN spans ON spans.trace_id = k.t AND spans.span_id = k.s",
-                    tuple(params),
-                )
-                existing.update((t, s) for t, s in found)
-            if not existing:
-                conn.exec_driver_sql(self._sqlite_span_insert, rows)
-                return candidates
-            keep = [i for i, r in enumerate(candidates) if (r.trace_id, r.span_id) not in existing]
-            if keep:
-                conn.exec_driver_sql(self._sqlite_span_insert, [rows[i] for i in keep])
-            return [candidates[i] for i in keep]
+            # One pass: insert, letting the unique index skip spans stored before. Ids grow
+            # (the rowid of a new row is above every existing one) and this writer holds the
+            # only write lock, so when some were skipped the new ones are those above the
+            # largest id from before. A resend is rare: the usual batch costs no lookup query.
+            cursor = conn.connection.cursor()
+            try:
+                cursor.execute("SELECT max(id) FROM spans")
+                before = cursor.fetchone()[0] or 0
+                cursor.executemany(self._sqlite_span_insert, rows)
+                inserted = cursor.rowcount
+                if inserted == len(rows):
+                    return candidates
+                if inserted <= 0:
+                    return []
+                cursor.execute("SELECT trace_id, span_id FROM spans WHERE id > ?", (before,))
+                fresh = set(cursor.fetchall())
+            finally:
+                cursor.close()
+            return [r for r in candidates if (r.trace_id, r.span_id) in fresh]
         # PostgreSQL: COPY into a temp table, then one INSERT .. SELECT .. ON CONFLICT DO NOTHING
         # RETURNING to learn which spans were new (ingest/pg_copy.py; bench/scale.py measures).
         inserted = self._pg_copier.insert(conn, rows)
