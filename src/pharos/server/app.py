@@ -114,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     Limits(settings.max_attributes, settings.max_attribute_length),
                 ),
                 workers=settings.ingest_workers,
+                prices=price_book,  # trace requests are priced as they are parsed
             )
             await anyio.to_thread.run_sync(parser.start)
             stack.callback(parser.close)

@@ -27,15 +27,17 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from pharos.server.analytics import histogram as hist
 from pharos.server.analytics.rollups import (
     RESOLUTIONS,
-    RollupDelta,
+    PackedDeltas,
     RollupKey,
-    coarsen,
+    add_packed,
     moved_deltas,
-    rollup_deltas,
+    pack,
+    packed_deltas,
 )
 from pharos.server.db.schema import ROLLUP_TABLES, spans, traces
 from pharos.server.ingest.adopt import Moved, adopt_descendants, traces_seen_before
-from pharos.server.ingest.normalize import RANK_EXPLICIT, SpanRecord, TraceDelta, trace_deltas
+from pharos.server.ingest.derive import Derived, trace_rows
+from pharos.server.ingest.normalize import RANK_EXPLICIT, SpanRecord
 from pharos.server.ingest.pg_copy import SpanCopier
 
 if TYPE_CHECKING:
@@ -87,6 +89,8 @@ class _Job:
     enqueued: float = field(default_factory=time.monotonic)
     #: Passed to ``request_steps`` (forwarding: the request to send on, forward/).
     context: Any = None
+    #: What the records add to summaries and rollups, computed when parsed (ingest/derive.py).
+    derived: Derived | None = None
 
     @property
     def size(self) -> int:
@@ -211,9 +215,11 @@ class GroupCommitWriter:
         records: Sequence[SpanRecord] = (),
         extras: Mapping[str, Sequence[Any]] | None = None,
         context: Any = None,
+        derived: Derived | None = None,
     ) -> WriteResult:
         """Queue spans (and records of other signals, by store name) and wait until they are
-        committed, all in one transaction."""
+        committed, all in one transaction. ``derived``: the spans' summary and rollup deltas
+        and their pricing, computed from exactly these records (ingest/derive.py)."""
         extras = {name: items for name, items in (extras or {}).items() if items}
         for name in extras:
             if name not in self.stores:
@@ -223,7 +229,7 @@ class GroupCommitWriter:
         if not self.running:
             raise Unavailable("the writer is not running")
         loop = asyncio.get_running_loop()
-        job = _Job(records, loop, loop.create_future(), extras, context=context)
+        job = _Job(records, loop, loop.create_future(), extras, context=context, derived=derived)
         try:
             self._queue.put_nowait(job)
         except queue.Full:
@@ -304,7 +310,8 @@ class GroupCommitWriter:
         per_job_dupes = [0] * len(jobs)
         candidates: list[SpanRecord] = []
         if self.cost is not None:  # table prices, before rows and deltas are built
-            self.cost.price(r for job in jobs for r in job.records)
+            self.cost.book.table()  # re-read the overrides when due (workers use a snapshot)
+            self.cost.price(r for job in jobs if job.derived is None for r in job.records)
         for index, job in enumerate(jobs):
             for record in job.records:
                 key = (record.trace_id, record.span_id)
@@ -316,15 +323,40 @@ class GroupCommitWriter:
                 rows.append(_span_tuple(record))
         extra_stored: list[dict[str, int]] = [{} for _ in jobs]
         new: list[SpanRecord] = []
+        stored = [0] * len(jobs)
         with self._engine.begin() as conn:
+            inherited: set[int] = set()  # jobs whose spans took an agent here
             if candidates:
-                if self._inherit_agents(conn, candidates):
+                changed = self._inherit_agents(conn, candidates)
+                if changed:
                     rows = [_span_tuple(r) for r in candidates]
+                    inherited = {owners[(r.trace_id, r.span_id)] for r in changed}
                 new = self._store_spans(conn, candidates, rows)
             if new:
+                for record in new:
+                    stored[owners[(record.trace_id, record.span_id)]] += 1
+                # A request parsed with its deltas (ingest/derive.py) whose spans were all
+                # stored as parsed uses them; the others' are computed from what was stored.
+                ready = [
+                    job.derived
+                    for index, job in enumerate(jobs)
+                    if job.derived is not None
+                    and index not in inherited
+                    and not per_job_dupes[index]
+                    and stored[index] == len(job.records)
+                ]
+                if len(ready) == len(jobs):
+                    rest: list[SpanRecord] = []
+                else:
+                    usable = {id(d) for d in ready}
+                    rest = [
+                        r
+                        for r in new
+                        if id(jobs[owners[(r.trace_id, r.span_id)]].derived) not in usable
+                    ]
                 seen_before = traces_seen_before(conn, new)  # before their summaries change
-                self._upsert_traces(conn, sorted(trace_deltas(new), key=lambda d: d.trace_id))
-                self._upsert_rollups(conn, new)
+                self._upsert_traces(conn, ready, rest, new)
+                self._upsert_rollups(conn, ready, rest)
                 if self.cost is not None:
                     self.cost.record(conn, new)
                 moved = adopt_descendants(
@@ -348,9 +380,6 @@ class GroupCommitWriter:
                 for index, job in enumerate(jobs):
                     for request_step in self.request_steps:
                         request_step(conn, job.context, fresh[index], extra_stored[index])
-        stored = [0] * len(jobs)
-        for record in new:
-            stored[owners[(record.trace_id, record.span_id)]] += 1
         results = []
         for index, job in enumerate(jobs):
             dupes = len(job.records) - stored[index]
@@ -368,10 +397,10 @@ class GroupCommitWriter:
         self.stats.last_error = None  # /readyz shows a writer error only while it lasts
         return results
 
-    def _inherit_agents(self, conn: Connection, candidates: list[SpanRecord]) -> bool:
+    def _inherit_agents(self, conn: Connection, candidates: list[SpanRecord]) -> list[SpanRecord]:
         """A span with no agent of its own whose parent was stored by an earlier request takes
         that parent's agent (when the parent's agent is not just its service name), so a trace
-        split across export requests is still counted under its agent. True if any changed."""
+        split across export requests is still counted under its agent. Returns those changed."""
         in_batch = {(r.trace_id, r.span_id) for r in candidates}
         orphans = [
             r
@@ -381,7 +410,7 @@ class GroupCommitWriter:
             and (r.trace_id, r.parent_span_id) not in in_batch
         ]
         if not orphans:
-            return False
+            return []
         parents: dict[tuple[str, str], str] = {}
         keys = sorted({(r.trace_id, r.parent_span_id) for r in orphans if r.parent_span_id})
         for start in range(0, len(keys), 400):
@@ -396,12 +425,12 @@ class GroupCommitWriter:
             for trace_id, span_id, agent, service in found:
                 if agent != service and agent:
                     parents[(trace_id, span_id)] = agent
-        changed = False
+        changed: list[SpanRecord] = []
         for r in orphans:
             agent = parents.get((r.trace_id, r.parent_span_id or ""))
             if agent is not None:
                 r.agent, r.agent_rank = agent, RANK_EXPLICIT
-                changed = True
+                changed.append(r)
         # Spans of this batch below a re-attributed span follow it.
         if changed:
             by_key = {(r.trace_id, r.span_id): r for r in candidates}
@@ -415,6 +444,7 @@ class GroupCommitWriter:
                     hops += 1
                 if parent is not None and parent.agent_rank >= RANK_EXPLICIT:
                     r.agent, r.agent_rank = parent.agent, RANK_EXPLICIT
+                    changed.append(r)
         return changed
 
     def _store_spans(
@@ -429,12 +459,13 @@ class GroupCommitWriter:
             cursor = conn.connection.cursor()
             try:
                 cursor.execute("SELECT max(id) FROM spans")
-                before = cursor.fetchone()[0] or 0
+                top = cursor.fetchone()
+                before = (top[0] if top is not None else None) or 0
                 cursor.executemany(self._sqlite_span_insert, rows)
-                inserted = cursor.rowcount
-                if inserted == len(rows):
+                count = cursor.rowcount
+                if count == len(rows):
                     return candidates
-                if inserted <= 0:
+                if count <= 0:
                     return []
                 cursor.execute("SELECT trace_id, span_id FROM spans WHERE id > ?", (before,))
                 fresh = set(cursor.fetchall())
@@ -443,35 +474,30 @@ class GroupCommitWriter:
             return [r for r in candidates if (r.trace_id, r.span_id) in fresh]
         # PostgreSQL: COPY into a temp table, then one INSERT .. SELECT .. ON CONFLICT DO NOTHING
         # RETURNING to learn which spans were new (ingest/pg_copy.py; bench/scale.py measures).
-        inserted = self._pg_copier.insert(conn, rows)
-        return [r for r in candidates if (r.trace_id, r.span_id) in inserted]
+        copied = self._pg_copier.insert(conn, rows)
+        return [r for r in candidates if (r.trace_id, r.span_id) in copied]
 
-    def _upsert_traces(self, conn: Connection, deltas: list[TraceDelta]) -> None:
+    def _upsert_traces(
+        self,
+        conn: Connection,
+        ready: Sequence[Derived],
+        rest: Sequence[SpanRecord],
+        new: Sequence[SpanRecord],
+    ) -> None:
+        """Add the ``new`` spans to their traces' summary rows: the ``ready`` requests' rows
+        as derived when parsed, the ``rest`` folded here (all of ``new`` folded here when a
+        trace has spans in several requests of the group: one row per trace)."""
+        parts = [d.traces for d in ready]
+        if rest:
+            parts.append(trace_rows(rest))
+        if len(parts) == 1:
+            deltas = parts[0]
+        else:
+            deltas = sorted((r for part in parts for r in part), key=lambda r: str(r[0]))
+            if len({r[0] for r in deltas}) < len(deltas):
+                deltas = trace_rows(new)
         now = time.time_ns()
-        rows = [
-            (
-                d.trace_id,
-                d.root_span_id,
-                d.name,
-                d.agent,
-                d.agent_rank,
-                d.start_ns,
-                d.end_ns,
-                (d.end_ns - d.start_ns) / 1_000_000,
-                d.span_count,
-                d.error_count,
-                d.llm_calls,
-                d.tool_calls,
-                d.input_tokens,
-                d.output_tokens,
-                d.cached_tokens,
-                d.cost_nanousd,
-                "error" if d.error_count else "ok",
-                d.error_message,
-                now,
-            )
-            for d in deltas
-        ]
+        rows = [(*r, now) for r in deltas]
         if self._sqlite:
             conn.exec_driver_sql(self._sqlite_traces_upsert, rows)
         else:
@@ -479,11 +505,23 @@ class GroupCommitWriter:
                 self._traces_upsert, [dict(zip(TRACE_COLUMNS, r, strict=True)) for r in rows]
             )
 
-    def _upsert_rollups(self, conn: Connection, new: list[SpanRecord]) -> None:
-        """Add the new spans to the minute, hour and day rollups (same transaction)."""
-        minute = rollup_deltas(new, RESOLUTIONS["1m"])
-        for name, seconds in RESOLUTIONS.items():
-            deltas = minute if name == "1m" else coarsen(minute, seconds)
+    def _upsert_rollups(
+        self, conn: Connection, ready: Sequence[Derived], rest: Sequence[SpanRecord]
+    ) -> None:
+        """Add the new spans to the minute, hour and day rollups (same transaction): the
+        ``ready`` requests' deltas as derived when parsed, the ``rest`` folded here."""
+        computed = packed_deltas(rest) if rest else None
+        for name in RESOLUTIONS:
+            parts = [d.rollups[name] for d in ready]
+            if computed is not None:
+                parts.append(computed[name])
+            if not parts:
+                continue
+            deltas = parts[0]
+            if len(parts) > 1:
+                deltas = dict(deltas)
+                for part in parts[1:]:
+                    add_packed(deltas, part)
             if deltas:
                 self._merge_rollups(conn, name, deltas)
 
@@ -493,7 +531,7 @@ class GroupCommitWriter:
             deltas = moved_deltas(moved.before, moved.after, seconds)
             if not deltas:
                 continue
-            self._merge_rollups(conn, name, deltas)
+            self._merge_rollups(conn, name, pack(deltas))
             emptied = sorted(key for key, delta in deltas.items() if delta.count < 0)
             if emptied:  # a row that only held the moved spans goes
                 mark = "?" if self._sqlite else "%s"
@@ -504,9 +542,7 @@ class GroupCommitWriter:
                     emptied,
                 )
 
-    def _merge_rollups(
-        self, conn: Connection, name: str, deltas: dict[RollupKey, RollupDelta]
-    ) -> None:
+    def _merge_rollups(self, conn: Connection, name: str, deltas: PackedDeltas) -> None:
         table = ROLLUP_TABLES[name]
         keys = sorted(deltas)
         existing: dict[RollupKey, tuple[Any, ...]] = {}
@@ -538,28 +574,18 @@ class GroupCommitWriter:
             d = deltas[key]  # not modified: the coarser resolutions are built from it too
             old = existing.get(key)
             if old is None:
-                merged = (
-                    d.count,
-                    d.errors,
-                    d.duration_sum_ms,
-                    d.duration_max_ms,
-                    d.input_tokens,
-                    d.output_tokens,
-                    d.cached_tokens,
-                    d.cost_nanousd,
-                    hist.dumps(d.histogram),
-                )
+                merged = (*d[:8], hist.dumps(d[8]))
             else:
                 merged = (
-                    d.count + old[0],
-                    d.errors + old[1],
-                    d.duration_sum_ms + old[2],
-                    max(d.duration_max_ms, old[3]),
-                    d.input_tokens + old[4],
-                    d.output_tokens + old[5],
-                    d.cached_tokens + old[6],
-                    d.cost_nanousd + old[7],
-                    hist.dumps(hist.merge(hist.loads(old[8]), d.histogram)),
+                    d[0] + old[0],
+                    d[1] + old[1],
+                    d[2] + old[2],
+                    max(d[3], old[3]),
+                    d[4] + old[4],
+                    d[5] + old[5],
+                    d[6] + old[6],
+                    d[7] + old[7],
+                    hist.dumps(hist.merge(hist.loads(old[8]), d[8])),
                 )
             rows.append((*key, *merged))
         if self._sqlite:
