@@ -107,14 +107,13 @@ async def list_prices(
         key = await anyio.to_thread.run_sync(book.resolve, model)
         history = table.history.get(key or "", ())
         current = table.price_at(key, time.time_ns()) if key else None
+        vendor = table.vendors.get(key or "")
         return FastJSONResponse(
             {
                 "model": model,
                 "matched": key,
-                "price": None if current is None else _price_json(key or "", current, None),
-                "history": [
-                    _price_json(key or "", p, table.vendors.get(key or "")) for p in history
-                ],
+                "price": None if current is None else _price_json(key or "", current, vendor),
+                "history": [_price_json(key or "", p, vendor) for p in history],
                 "as_of": table.as_of,
             }
         )
