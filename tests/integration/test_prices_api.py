@@ -16,11 +16,13 @@ def test_a_matched_price_names_its_vendor(server: RunningServer) -> None:
     assert (got["matched"], got["price"]["vendor"]) == ("deepseek-chat", "deepseek")
 
     # an override of a bundled model keeps the model's vendor; a model of your own has none
-    for body in (
-        {"model": "gpt-4o", "input": "3", "output": "12", "effective_from": "always"},
-        {"model": "my-model", "input": "1", "output": "1", "effective_from": "always"},
+    for body, vendor in (
+        ({"model": "GPT-4o", "input": "3", "output": "12", "effective_from": "always"}, "openai"),
+        ({"model": "my-model", "input": "1", "output": "1", "effective_from": "always"}, None),
     ):
-        assert server.post("/api/v1/prices", json=body).status_code == 201
+        r = server.post("/api/v1/prices", json=body)
+        assert r.status_code == 201, r.text
+        assert r.json()["vendor"] == vendor
     got = server.get("/api/v1/prices", params={"model": "gpt-4o-2024-11-20"}).json()
     assert got["price"]["source"] == "override"
     assert got["price"]["vendor"] == "openai"

@@ -25,7 +25,7 @@ from pharos.server.cost.budgets import (
     recent_events,
     record_transitions,
 )
-from pharos.server.cost.prices import Price, micro_to_usd, usd_to_micro
+from pharos.server.cost.prices import Price, bundled_table, micro_to_usd, usd_to_micro
 from pharos.server.cost.report import costs_report, model_usage, unknown_models, usd
 from pharos.server.cost.suggestions import DAY_S, load_usage, suggest
 from pharos.server.db.engine import writing
@@ -183,7 +183,10 @@ async def set_price(body: PriceIn, engine: EngineDep, book: BookDep) -> FastJSON
     book.invalidate()
     price = Price(input_micro, output_micro, cached_micro, effective, "override", price_id)
     return FastJSONResponse(
-        {**_price_json(model.lower(), price, None), "note": body.note},
+        {
+            **_price_json(model.lower(), price, bundled_table().vendors.get(model.lower())),
+            "note": body.note,
+        },
         status_code=201 if created else 200,
     )
 
