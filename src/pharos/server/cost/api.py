@@ -25,7 +25,7 @@ from pharos.server.cost.budgets import (
     recent_events,
     record_transitions,
 )
-from pharos.server.cost.prices import Price, micro_to_usd, usd_to_micro
+from pharos.server.cost.prices import Price, bundled_table, micro_to_usd, usd_to_micro
 from pharos.server.cost.report import costs_report, model_usage, unknown_models, usd
 from pharos.server.cost.suggestions import DAY_S, load_usage, suggest
 from pharos.server.db.engine import writing
@@ -107,14 +107,13 @@ async def list_prices(
         key = await anyio.to_thread.run_sync(book.resolve, model)
         history = table.history.get(key or "", ())
         current = table.price_at(key, time.time_ns()) if key else None
+        vendor = table.vendors.get(key or "")
         return FastJSONResponse(
             {
                 "model": model,
                 "matched": key,
-                "price": None if current is None else _price_json(key or "", current, None),
-                "history": [
-                    _price_json(key or "", p, table.vendors.get(key or "")) for p in history
-                ],
+                "price": None if current is None else _price_json(key or "", current, vendor),
+                "history": [_price_json(key or "", p, vendor) for p in history],
                 "as_of": table.as_of,
             }
         )
@@ -184,7 +183,10 @@ async def set_price(body: PriceIn, engine: EngineDep, book: BookDep) -> FastJSON
     book.invalidate()
     price = Price(input_micro, output_micro, cached_micro, effective, "override", price_id)
     return FastJSONResponse(
-        {**_price_json(model.lower(), price, None), "note": body.note},
+        {
+            **_price_json(model.lower(), price, bundled_table().vendors.get(model.lower())),
+            "note": body.note,
+        },
         status_code=201 if created else 200,
     )
 
