@@ -20,7 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, Table, and_, case, func, literal_column
+import orjson
+from sqlalchemy import Connection, Engine, and_, case, func, literal_column
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -28,7 +29,6 @@ from pharos.server.analytics import histogram as hist
 from pharos.server.analytics.rollups import (
     RESOLUTIONS,
     PackedDeltas,
-    RollupKey,
     add_packed,
     moved_deltas,
     pack,
@@ -159,24 +159,10 @@ class GroupCommitWriter:
             + " ON CONFLICT (trace_id, span_id) DO NOTHING"
         )
         self._sqlite_traces_upsert = str(self._traces_upsert.compile(dialect=dialect))
-        zeros = "0, 0, 0, 0, 0, 0, 0, 0, '{}'"
-        self._pg_rollup_create = {
-            name: f"INSERT INTO {t.name} ({', '.join(ROLLUP_KEY + ROLLUP_VALUES)}) "
-            f"VALUES (%s, %s, %s, %s, {zeros}) ON CONFLICT DO NOTHING"
-            for name, t in ROLLUP_TABLES.items()
-        }
-        self._pg_rollup_update = {
-            name: f"UPDATE {t.name} SET {', '.join(f'{c} = %s' for c in ROLLUP_VALUES)} "
-            f"WHERE {' AND '.join(f'{c} = %s' for c in ROLLUP_KEY)}"
-            for name, t in ROLLUP_TABLES.items()
+        self._rollup_upserts = {  # SQLite's (PostgreSQL: see _merge_rollups)
+            name: _rollup_upsert(table.name) for name, table in ROLLUP_TABLES.items()
         }
         self._pg_copier = SpanCopier(SPAN_COLUMNS)
-        self._rollup_upserts = {
-            name: self._build_rollup_upsert(table) for name, table in ROLLUP_TABLES.items()
-        }
-        self._sqlite_rollup_upserts = {
-            name: str(stmt.compile(dialect=dialect)) for name, stmt in self._rollup_upserts.items()
-        }
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -543,66 +529,48 @@ class GroupCommitWriter:
                 )
 
     def _merge_rollups(self, conn: Connection, name: str, deltas: PackedDeltas) -> None:
-        table = ROLLUP_TABLES[name]
-        keys = sorted(deltas)
-        existing: dict[RollupKey, tuple[Any, ...]] = {}
-        cols = ", ".join(f"r.{c}" for c in ROLLUP_KEY + ROLLUP_VALUES)
-        for start in range(0, len(keys), 200):
-            chunk = keys[start : start + 200]
-            if self._sqlite:  # the writer holds the only write lock: read, merge, write back
-                values = ",".join("(?,?,?,?)" for _ in chunk)
-                found = conn.exec_driver_sql(
-                    f"WITH k(b, a, m, n) AS (VALUES {values}) SELECT {cols} FROM k "
-                    f"JOIN {table.name} r ON r.bucket_start = k.b AND r.agent = k.a "
-                    "AND r.model = k.m AND r.kind = k.n",
-                    tuple(v for key in chunk for v in key),
-                )
-            else:  # other instances may write the same rows: create them, then lock them
-                # (keys sorted, so concurrent writers lock rows in the same order)
-                _pg_executemany(conn, self._pg_rollup_create[name], chunk)
-                values = ",".join("(%s::bigint,%s,%s,%s)" for _ in chunk)
-                found = conn.exec_driver_sql(
-                    f"SELECT {cols} FROM (VALUES {values}) AS k(b, a, m, n) "
-                    f"JOIN {table.name} r ON r.bucket_start = k.b AND r.agent = k.a "
-                    "AND r.model = k.m AND r.kind = k.n FOR UPDATE OF r",
-                    tuple(v for key in chunk for v in key),
-                )
-            for row in found:
-                existing[(row[0], row[1], row[2], row[3])] = tuple(row[4:])
-        rows = []
-        for key in keys:
-            d = deltas[key]  # not modified: the coarser resolutions are built from it too
-            old = existing.get(key)
-            if old is None:
-                merged = (*d[:8], hist.dumps(d[8]))
-            else:
-                merged = (
-                    d[0] + old[0],
-                    d[1] + old[1],
-                    d[2] + old[2],
-                    max(d[3], old[3]),
-                    d[4] + old[4],
-                    d[5] + old[5],
-                    d[6] + old[6],
-                    d[7] + old[7],
-                    hist.dumps(hist.merge(hist.loads(old[8]), d[8])),
-                )
-            rows.append((*key, *merged))
-        if self._sqlite:
-            conn.exec_driver_sql(self._sqlite_rollup_upserts[name], rows)
-        else:  # the rows exist and are locked: update them in place
-            _pg_executemany(
-                conn,
-                self._pg_rollup_update[name],
-                [(*r[len(ROLLUP_KEY) :], *r[: len(ROLLUP_KEY)]) for r in rows],
-            )
+        """Add the deltas to their rollup rows. Keys go in sorted, so concurrent writers
+        (PostgreSQL) lock rows in one order.
 
-    def _build_rollup_upsert(self, table: Table) -> Any:
-        stmt = self._insert(table)
-        return stmt.on_conflict_do_update(
-            index_elements=list(ROLLUP_KEY),
-            set_={c: stmt.excluded[c] for c in ROLLUP_VALUES},
-        )
+        SQLite: one upsert; SQLite adds the counts and merges the histograms (JSON objects of
+        bucket counts) itself, in C and without the GIL, and nothing is read back.
+        PostgreSQL: the database is shared by every instance, so it does only plain row work:
+        create the missing rows, lock them all, merge here (the histogram parse is cached),
+        write back — three statements of constant text over arrays, whatever the batch."""
+        keys = sorted(deltas)
+        table = ROLLUP_TABLES[name].name
+        if self._sqlite:
+            rows = [(*key, *deltas[key][:8], hist.dumps(deltas[key][8])) for key in keys]
+            conn.exec_driver_sql(self._rollup_upserts[name], rows)
+            return
+        cursor = conn.connection.cursor()
+        try:
+            key_json = orjson.dumps(keys).decode()
+            cursor.execute(_PG_ROLLUP_CREATE.format(table=table), (key_json,))
+            cursor.execute(_PG_ROLLUP_LOCK.format(table=table), (key_json,))
+            existing = {tuple(row[:4]): row[4:] for row in cursor.fetchall()}
+            rows = []
+            for key in keys:
+                d, old = deltas[key], existing[key]
+                rows.append(
+                    (
+                        *key,
+                        d[0] + old[0],
+                        d[1] + old[1],
+                        d[2] + old[2],
+                        max(d[3], old[3]),
+                        d[4] + old[4],
+                        d[5] + old[5],
+                        d[6] + old[6],
+                        d[7] + old[7],
+                        hist.dumps(
+                            hist.merge(hist.loads(old[8]), d[8]) if old[8] != "{}" else d[8]
+                        ),
+                    )
+                )
+            cursor.execute(_PG_ROLLUP_WRITE.format(table=table), (orjson.dumps(rows).decode(),))
+        finally:
+            cursor.close()
 
     def _build_traces_upsert(self) -> Any:
         stmt = self._insert(traces)
@@ -641,6 +609,61 @@ class GroupCommitWriter:
                 "updated_ns": ex.updated_ns,
             },
         )
+
+
+def _rollup_upsert(table: str) -> str:
+    """SQLite: the statement adding delta rows to a rollup table. Counts, sums and tokens add
+    up, the max duration is the larger one, histograms merge bucket by bucket (zero counts,
+    left by moving spans to another agent, are dropped). Rows: key columns, then values."""
+    sets = [
+        f"{c} = {table}.{c} + excluded.{c}" for c in ROLLUP_VALUES[:8] if c != "duration_max_ms"
+    ]
+    sets.append(f"duration_max_ms = max({table}.duration_max_ms, excluded.duration_max_ms)")
+    sets.append(
+        "histogram = (SELECT json_group_object(key, total) FROM (SELECT key, sum(value) AS "
+        f"total FROM (SELECT key, value FROM json_each({table}.histogram) UNION ALL SELECT "
+        "key, value FROM json_each(excluded.histogram)) GROUP BY key HAVING sum(value) <> 0))"
+    )
+    columns = ROLLUP_KEY + ROLLUP_VALUES
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)}) "
+        f"ON CONFLICT ({', '.join(ROLLUP_KEY)}) DO UPDATE SET {', '.join(sets)}"
+    )
+
+
+#: PostgreSQL rollup statements. Rows go in as one JSON array parameter (orjson writes it in
+#: C; a text array parameter is escaped element by element in Python and cost more than the
+#: merge itself).
+_PG_KEYS = (
+    "(SELECT (e->>0)::bigint AS b, e->>1 AS a, e->>2 AS m, e->>3 AS n "
+    "FROM json_array_elements(%s::json) AS e) AS k"
+)
+_PG_ROLLUP_CREATE = (
+    "INSERT INTO {table} (" + ", ".join(ROLLUP_KEY + ROLLUP_VALUES) + ") "
+    f"SELECT b, a, m, n, 0, 0, 0, 0, 0, 0, 0, 0, '{{{{}}}}' FROM {_PG_KEYS} "
+    "ON CONFLICT DO NOTHING"
+)
+_PG_ROLLUP_LOCK = (
+    "SELECT " + ", ".join(f"r.{c}" for c in ROLLUP_KEY + ROLLUP_VALUES) + " FROM {table} r "
+    f"JOIN {_PG_KEYS} ON r.bucket_start = k.b AND r.agent = k.a AND r.model = k.m "
+    "AND r.kind = k.n ORDER BY r.bucket_start, r.agent, r.model, r.kind FOR UPDATE OF r"
+)
+_PG_ROLLUP_TYPES = (
+    "bigint", "text", "text", "text", "bigint", "bigint", "float8", "float8",
+    "bigint", "bigint", "bigint", "bigint", "text",
+)  # fmt: skip
+_PG_ROLLUP_WRITE = (
+    "UPDATE {table} r SET "
+    + ", ".join(f"{c} = v.{c}" for c in ROLLUP_VALUES)
+    + " FROM (SELECT "
+    + ", ".join(
+        f"(e->>{i})::{t} AS {c}"
+        for i, (c, t) in enumerate(zip(ROLLUP_KEY + ROLLUP_VALUES, _PG_ROLLUP_TYPES, strict=True))
+    )
+    + " FROM json_array_elements(%s::json) AS e) AS v "
+    "WHERE r.bucket_start = v.bucket_start AND r.agent = v.agent AND r.model = v.model "
+    "AND r.kind = v.kind"
+)
 
 
 _NOT_TRANSIENT = ("no such table", "no such column", "has no column", "readonly database")
