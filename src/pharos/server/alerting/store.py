@@ -491,10 +491,11 @@ def enqueue(
 
 
 def claim_due(
-    conn: Connection, holder: str, now_ns: int, lease_ns: int, limit: int
+    conn: Connection, holder: str, now_ns: int, lease_ns: int, limit: int, scan: int = 0
 ) -> list[Row[Any]]:
     """Lease up to ``limit`` due notifications to ``holder`` (a conditional update, so two
-    instances never send the same row at once). Commit before sending."""
+    instances never send the same row at once), looking at the ``max(scan, limit)`` oldest due
+    rows (some wait behind one of their alert's in flight). Commit before sending."""
     due = [
         (int(r[0]), r[1], int(r[2]))
         for r in conn.execute(
@@ -505,7 +506,7 @@ def claim_due(
                 or_(outbox.c.locked_until_ns.is_(None), outbox.c.locked_until_ns < now_ns),
             )
             .order_by(outbox.c.next_attempt_ns, outbox.c.id)
-            .limit(limit)
+            .limit(max(scan, limit))
         )
     ]
     # One alert's notifications reach a channel in order (PagerDuty must see trigger before
@@ -524,7 +525,7 @@ def claim_due(
         row_id
         for row_id, alert_id, channel_id in due
         if alert_id is None or first.get((int(alert_id), channel_id)) == row_id
-    ]
+    ][:limit]
     if not ids:
         return []
     until = now_ns + lease_ns
