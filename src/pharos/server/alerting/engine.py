@@ -186,10 +186,21 @@ class AlertEngine:
                     store.create_rule(conn, rule, now_ns)
         return True
 
-    def sync_channels(self, configured: list[dict[str, Any]], now_ns: int) -> None:
+    def sync_channels(
+        self, configured: list[dict[str, Any]], now_ns: int, managed: tuple[str, ...] = ()
+    ) -> list[str]:
+        """Create or refresh (and enable) the ``configured`` channels by name, and disable the
+        ``managed`` ones that are not configured any more. Returns the names disabled."""
+        names = {c["name"] for c in configured}
+        disabled = []
         with self.write_engine.begin() as conn:
             for channel in configured:
-                store.upsert_channel(conn, channel, now_ns)
+                store.upsert_channel(conn, {**channel, "enabled": True}, now_ns)
+            for row in store.list_channels(conn, enabled_only=True):
+                if row.name in managed and row.name not in names:
+                    store.update_channel(conn, int(row.id), {"enabled": False}, now_ns)
+                    disabled.append(str(row.name))
+        return disabled
 
     # -- leadership --------------------------------------------------------------------------
     def lead(self, now_ns: int, ttl_ns: int) -> bool:

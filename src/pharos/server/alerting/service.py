@@ -20,6 +20,9 @@ from pharos.server.db.engine import make_engine
 from pharos.server.settings import Settings
 
 log = logging.getLogger("pharos.alerting")
+#: The channels settings manage: created, refreshed and enabled at every start from their
+#: settings, disabled when their settings are gone.
+ENV_CHANNELS = ("env-slack", "env-pagerduty", "env-webhook", "env-email")
 
 
 def configured_channels(settings: Settings) -> list[dict[str, Any]]:
@@ -139,9 +142,10 @@ class Alerting:
         now = time.time_ns()
         if self.settings.alert_default_rules:
             self.engine.create_default_rules(now)
-        channels = configured_channels(self.settings)
-        if channels:
-            self.engine.sync_channels(channels, now)
+        # Always, also with none configured: a channel whose settings were removed stops.
+        disabled = self.engine.sync_channels(configured_channels(self.settings), now, ENV_CHANNELS)
+        for name in disabled:
+            log.info("channel %s disabled: its settings are no longer set", name)
         self.engine.refresh_firing()
 
     def _step_down(self) -> None:
