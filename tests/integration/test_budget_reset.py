@@ -134,7 +134,7 @@ def test_budgets_cli_with_url_and_key(sqlite_url: str) -> None:
         _ingest(server_with_key(server, key), 40, 0x300)
 
         def cli(*args: str, env: dict[str, str] | None = None) -> Any:
-            return runner.invoke(cli_app, ["budgets", *args], env={"COLUMNS": "200", **(env or {})})
+            return runner.invoke(cli_app, ["budgets", *args], env=env or {})
 
         flags = ["--url", server.url, "--key", key]
         r = cli("--url", server.url, "list")

@@ -19,6 +19,7 @@ from pharos.server.db.schema import (
     channels,
     outbox,
     silences,
+    traces,
 )
 from pharos.server.timeparse import iso_from_ns
 
@@ -307,6 +308,36 @@ def firing_snapshot(conn: Connection) -> list[Row[Any]]:
         alerts.c.silenced_by,
     ).where(alerts.c.state == "firing")
     return list(conn.execute(stmt))
+
+
+def trace_for_alert(
+    conn: Connection, agent: str | None, since_ns: int, until_ns: int, prefer: str
+) -> str | None:
+    """The trace a notification links to, of ``agent`` (None: any) started in [since, until):
+    ``slowest`` (longest), ``costliest`` (most spent, else the slowest), ``failing`` (the most
+    recent failed one, else the slowest)."""
+    conds = [traces.c.start_ns >= since_ns, traces.c.start_ns < until_ns]
+    if agent is not None:
+        conds.append(traces.c.agent == agent)
+    base = select(traces.c.trace_id).where(*conds).limit(1)
+    if prefer == "failing":
+        found = conn.execute(
+            base.where(traces.c.status == "error").order_by(traces.c.start_ns.desc())
+        ).scalar()
+        if found is not None:
+            return str(found)
+    if prefer == "costliest":
+        found = conn.execute(
+            base.where(traces.c.cost_nanousd > 0).order_by(
+                traces.c.cost_nanousd.desc(), traces.c.start_ns.desc()
+            )
+        ).scalar()
+        if found is not None:
+            return str(found)
+    found = conn.execute(
+        base.order_by(traces.c.duration_ms.desc(), traces.c.start_ns.desc())
+    ).scalar()
+    return None if found is None else str(found)
 
 
 # --- silences ------------------------------------------------------------------------------------

@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 DEFAULT_URL = "http://127.0.0.1:4318"
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)  # one line per budget, also when piped
+err = Console(stderr=True, soft_wrap=True)
 
 budgets_app = typer.Typer(
     help="Budgets: spend, forecast and status; create, update, reset, delete (via the API).",
@@ -131,7 +131,8 @@ def list_budgets(
             _usd(b["forecast"]["projected_usd"]),
             b["status"],
         )
-    out.print(table)
+    # Piped (not a terminal): wide enough that names are not cut to fit 80 columns.
+    (out if out.is_terminal else Console(width=200)).print(table)
     if any(b.get("reset_at") for b in budgets):
         out.print("* spent since a reset in this period")
 
