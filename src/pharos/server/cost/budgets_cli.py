@@ -1,7 +1,7 @@
 """``pharos budgets ...``: list, create, update, reset and delete budgets through a running
 server's HTTP API (``--url`` / ``PHAROS_URL``, ``--key`` / ``PHAROS_API_KEY`` sent as
-``Authorization: Bearer``). The server evaluates them, so the CLI shows what the API and the
-gateway see; a reset or a raised limit reaches every instance within
+``Authorization: Bearer``: cli_client.py). The server evaluates them, so the CLI shows what the
+API and the gateway see; a reset or a raised limit reaches every instance within
 ``PHAROS_BUDGET_CACHE_SECONDS``."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, NoReturn
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 
-DEFAULT_URL = "http://127.0.0.1:4318"
+from pharos.server.cli_client import DEFAULT_URL, KeyOption, Server, UrlOption
+
 out = Console(soft_wrap=True)  # one line per budget, also when piped
 err = Console(stderr=True, soft_wrap=True)
 
@@ -30,23 +30,9 @@ Period = Annotated[
 
 
 @budgets_app.callback()
-def _root(
-    ctx: typer.Context,
-    url: Annotated[
-        str, typer.Option("--url", envvar="PHAROS_URL", help="The Pharos server (env PHAROS_URL).")
-    ] = DEFAULT_URL,
-    key: Annotated[
-        str | None,
-        typer.Option(
-            "--key",
-            envvar="PHAROS_API_KEY",
-            help="An API key (admin to change budgets, read to list), sent as Bearer "
-            "(env PHAROS_API_KEY).",
-            show_default=False,
-        ),
-    ] = None,
-) -> None:
-    ctx.obj = {"url": url.rstrip("/"), "key": key}
+def _root(ctx: typer.Context, url: UrlOption = DEFAULT_URL, key: KeyOption = None) -> None:
+    """Reading needs the read scope, changing a budget admin."""
+    ctx.obj = Server.of(url, key)
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -55,23 +41,9 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 
 def _call(ctx: typer.Context, method: str, path: str, body: Any = None) -> Any:
-    obj = ctx.obj or {}
-    url = str(obj.get("url") or DEFAULT_URL)
-    headers = {"Authorization": f"Bearer {obj['key']}"} if obj.get("key") else {}
-    try:
-        response = httpx.request(
-            method, f"{url}/api/v1{path}", json=body, headers=headers, timeout=30
-        )
-    except httpx.HTTPError as exc:
-        _fail(f"cannot reach Pharos at {url}: {exc}")
-    try:
-        data = response.json() if response.content else {}
-    except ValueError:
-        data = {}
-    if response.status_code >= 400:
-        message = data.get("error", {}).get("message") if isinstance(data, dict) else None
-        _fail(f"{response.status_code}: {message or response.text[:500]}")
-    return data
+    """The server's JSON answer; exit 1 with its message (and how to pass a key on 401/403)."""
+    server = ctx.obj if isinstance(ctx.obj, Server) else Server()
+    return server.call(method, "/api/v1" + path, body)
 
 
 def _find(ctx: typer.Context, ref: str) -> dict[str, Any]:
