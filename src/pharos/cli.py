@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from pharos.server.access.cli import agents_app, keys_app
 from pharos.server.alerting.cli import alerts_app
 from pharos.server.cli_client import DEFAULT_URL, KEY_ENV, KeyOption
+from pharos.server.cost.budgets_cli import budgets_app
 from pharos.server.ops.cli import backup_command, restore_command, retention_app
 from pharos.server.report.cli import report as report_command
 from pharos.server.slo.cli import slo_app
@@ -43,6 +44,7 @@ prices_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(prices_app, name="prices")
+app.add_typer(budgets_app, name="budgets")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(keys_app, name="keys")
 app.add_typer(agents_app, name="agents")
