@@ -243,6 +243,16 @@ def test_stat_cards_fit_and_charts_fill_their_rows(
     assert len(tops) == 1, f"the stat cards take {len(tops)} rows at {width}x{height}"
     rows = page.page.evaluate(CHART_ROWS)
     assert len(rows) >= 2 and len(set(rows)) == 1, rows  # every row of charts is full
+    # The errors count beside the error rate, with the API's total.
+    errors = page.page.get_by_test_id("chart-error-count")
+    assert errors.locator("figcaption").inner_text() == "Errors"
+    assert "errors" in errors.locator(".u-legend").inner_text()
+    series = overview.api("/api/v1/metrics/timeseries", metric="errors", window=WINDOW)
+    assert (
+        sum(series["series"][0]["values"])
+        == overview.api("/api/v1/metrics/summary", window=WINDOW)["errors"]
+        > 0
+    )
     page.shot(f"overview-{width}x{height}")
     page.assert_clean()
 
