@@ -177,7 +177,10 @@ def test_trace_list_and_detail_use_indexes(big_db: str) -> None:
         detail = get_trace(engine, trace_id, max_spans=5000)
         assert detail is not None and len(detail["spans"]) == 10
         with engine.connect() as conn:
-            assert len(analytics.recent_error_traces(conn, 20)) == 20
+            assert len(analytics.recent_error_traces(conn, T0, 20)) == 20
+            assert analytics.recent_error_traces(conn, T0, 5, agent="agent-7", model="gpt-4o")
+            analytics.slowest_traces(conn, T0 + (TRACES - 500) * STEP, 5, agent="agent-7")
+            analytics.slowest_traces(conn, T0 + (TRACES - 500) * STEP, 5, model="gpt-4o")
             analytics.slowest_traces(conn, T0 + (TRACES - 500) * STEP, 10)
             analytics.last_seen_ns(conn, ["agent-1", "agent-2"])
 

@@ -114,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     Limits(settings.max_attributes, settings.max_attribute_length),
                 ),
                 workers=settings.ingest_workers,
+                prices=price_book,  # trace requests are priced as they are parsed
             )
             await anyio.to_thread.run_sync(parser.start)
             stack.callback(parser.close)
@@ -149,11 +150,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 stack.push_async_callback(grpc_server.stop)  # runs before the writer stops
                 log.info("OTLP/gRPC on %s:%d", settings.grpc_bind_host, app.state.grpc_port)
             budgets_task = asyncio.create_task(
-                budget_watcher(
-                    engine,
-                    settings.budget_check_seconds,
-                    lambda: getattr(app.state, "budget_notify", None),
-                )
+                budget_watcher(engine, settings.budget_check_seconds)  # alerts: alert engine
             )
             stack.callback(budgets_task.cancel)
             await start_gateway(app, stack, settings, engine, writer)  # /gateway/*, limits

@@ -231,7 +231,8 @@ class Settings(BaseSettings):
     )
     alert_dashboard_url: str | None = Field(
         default=None,
-        description="Base URL of the dashboard for links in notifications; unset = http://host:port.",
+        description="Public base URL of the dashboard for links in notifications; unset = "
+        "http://host:port (127.0.0.1 for a wildcard bind).",
     )
     alert_send_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Timeout of one notification delivery (HTTP or SMTP)."

@@ -20,6 +20,8 @@ from pharos.server.access.keys import (
 )
 from pharos.server.access.middleware import COOKIE, presented_key
 from pharos.server.access.registry import (
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_MAX_WAIT_MS,
     AgentConfig,
     RegistryError,
     add_agent,
@@ -30,6 +32,7 @@ from pharos.server.access.registry import (
     remove_agent,
     replace_agent,
     seen_agents,
+    update_agent,
 )
 from pharos.server.errors import ApiError
 from pharos.server.responses import FastJSONResponse
@@ -339,6 +342,52 @@ async def registry_put(name: AgentName, body: AgentBody, engine: EngineDep) -> F
     return FastJSONResponse(
         _registered(config, seen.get(name)), status_code=201 if created else 200
     )
+
+
+class AgentPatch(BaseModel):
+    """Only the fields sent change; ``null`` unsets one (no limit, no budget, the default queue
+    and wait). ``labels`` are merged, a ``null`` value removes that label."""
+
+    model_config = ConfigDict(extra="forbid")
+    upstream_url: str | None = Field(default=None, max_length=2048)
+    rpm: int | None = None
+    tpm: int | None = None
+    max_queue: int | None = None
+    max_wait: str | float | None = None
+    budget_usd: str | float | None = None
+    budget_period: str | None = None
+    labels: dict[str, Any] | None = None
+
+    def changes(self) -> dict[str, Any]:
+        given = self.model_fields_set
+        out: dict[str, Any] = {
+            k: getattr(self, k)
+            for k in ("upstream_url", "rpm", "tpm", "budget_period")
+            if k in given
+        }
+        if "max_queue" in given:
+            out["max_queue"] = DEFAULT_MAX_QUEUE if self.max_queue is None else self.max_queue
+        if "max_wait" in given:
+            out["max_wait_ms"] = (
+                DEFAULT_MAX_WAIT_MS if self.max_wait is None else parse_wait_ms(self.max_wait)
+            )
+        if "budget_usd" in given:
+            out["budget_nanousd"] = parse_budget(self.budget_usd)
+        return out
+
+
+@router.patch("/agents/registry/{name}", summary="Change some of a registered agent's settings")
+async def registry_patch(name: AgentName, body: AgentPatch, engine: EngineDep) -> dict[str, Any]:
+    try:
+        config = await anyio.to_thread.run_sync(
+            update_agent, engine, name, body.changes(), body.labels
+        )
+    except RegistryError as exc:
+        raise ApiError(400, str(exc), "invalid_parameter") from None
+    if config is None:
+        raise ApiError(404, f"agent {name!r} is not registered")
+    seen = await anyio.to_thread.run_sync(lambda: seen_agents(engine, name))
+    return _registered(config, seen.get(name))
 
 
 @router.delete("/agents/registry/{name}", status_code=204, summary="Unregister an agent")

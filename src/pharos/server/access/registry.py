@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
@@ -194,6 +195,45 @@ def replace_agent(engine: Engine, config: AgentConfig) -> AgentConfig | None:
             .values(updated_ns=now, **_values(config))
         ).rowcount
     return get_agent(engine, config.name) if done else None
+
+
+#: What :func:`update_agent` may change (the registry's settings; not the name).
+UPDATABLE = frozenset(
+    {"upstream_url", "rpm", "tpm", "max_queue", "max_wait_ms", "budget_nanousd", "budget_period"}
+)
+
+
+def update_agent(
+    engine: Engine,
+    name: str,
+    changes: Mapping[str, Any],
+    labels: Mapping[str, str | None] | None = None,
+) -> AgentConfig | None:
+    """Change only the given settings of a registered agent (None there = unset: no limit, no
+    budget); ``labels`` are merged, a None value removes that label. One transaction, so two
+    updates of different fields both land. None when the agent is not registered."""
+    unknown = set(changes) - UPDATABLE
+    if unknown:
+        raise RegistryError(f"cannot update {', '.join(sorted(unknown))}")
+    now = time.time_ns()
+    with writing(engine).begin() as conn:
+        t = agent_registry
+        row = conn.execute(select(t).where(t.c.name == name).with_for_update()).first()
+        if row is None:
+            return None
+        current = _row(row)
+        merged = {**current.labels}
+        for key, value in (labels or {}).items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        config = replace(current, **changes, labels=merged, updated_ns=now)
+        if changes.get("budget_period") is not None and config.budget_nanousd is None:
+            raise RegistryError("budget_period: the agent has no budget; give one too")
+        check(config)
+        conn.execute(update(t).where(t.c.name == name).values(updated_ns=now, **_values(config)))
+    return config
 
 
 def get_agent(engine: Engine, name: str) -> AgentConfig | None:

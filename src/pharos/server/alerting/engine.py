@@ -13,10 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, bindparam, insert, update
 
-from pharos.server.alerting import store
+from pharos.server.alerting import budget_alerts, store
 from pharos.server.alerting.figures import Figures
 from pharos.server.alerting.language import (
     ANOMALY_HISTORY,
@@ -40,6 +41,7 @@ from pharos.server.alerting.silences import ActiveSilence, match_all, parse_matc
 from pharos.server.alerting.state import NOTIFYING, NS, AlertState, Timing, quiet, step
 from pharos.server.analytics import store as rollup_store
 from pharos.server.analytics.summary import RollupRow
+from pharos.server.cost.budgets import all_statuses, burn_of
 from pharos.server.db.schema import alert_events, alerts
 from pharos.server.slo import store as slo_store
 
@@ -49,12 +51,15 @@ DEFAULTS_FLAG = "default-rules-created"
 KNOWN_AGENT_DAYS = 7
 REFRESH_NS = 60 * NS  # how stale an active alert's stored value may get
 REFRESH_BATCH = 2000  # at most this many value refreshes per cycle (the rest: next cycles)
+TRACE_WINDOW_MAX_S = 86400  # how far back a notification's trace link looks, at most
+BUDGET_TRACE_WINDOW_S = 3600  # a budget alert links the costliest trace of the last hour
 
 
 @dataclass(slots=True)
 class CycleResult:
     now_ns: int
     rules: int = 0
+    budgets: int = 0
     groups: int = 0
     windows: int = 0
     rollup_rows: int = 0
@@ -68,6 +73,7 @@ class CycleResult:
         return {
             "evaluated_at": store.iso(self.now_ns),
             "rules": self.rules,
+            "budgets": self.budgets,
             "groups": self.groups,
             "windows": self.windows,
             "rollup_rows": self.rollup_rows,
@@ -170,6 +176,9 @@ class AlertEngine:
         self._fingerprints: dict[tuple[Any, tuple[str, ...]], str] = {}
         self._refresh: list[dict[str, Any]] = []
         self._events: list[dict[str, Any]] = []
+        #: trace links found this cycle: (agent, since, prefer) -> trace id (a storm of firing
+        #: alerts of one agent asks once)
+        self._traces: dict[tuple[str | None, int, str], str | None] = {}
         self.cycles = 0
         self.failures = 0
         self.last_error: str | None = None
@@ -186,10 +195,21 @@ class AlertEngine:
                     store.create_rule(conn, rule, now_ns)
         return True
 
-    def sync_channels(self, configured: list[dict[str, Any]], now_ns: int) -> None:
+    def sync_channels(
+        self, configured: list[dict[str, Any]], now_ns: int, managed: tuple[str, ...] = ()
+    ) -> list[str]:
+        """Create or refresh (and enable) the ``configured`` channels by name, and disable the
+        ``managed`` ones that are not configured any more. Returns the names disabled."""
+        names = {c["name"] for c in configured}
+        disabled = []
         with self.write_engine.begin() as conn:
             for channel in configured:
-                store.upsert_channel(conn, channel, now_ns)
+                store.upsert_channel(conn, {**channel, "enabled": True}, now_ns)
+            for row in store.list_channels(conn, enabled_only=True):
+                if row.name in managed and row.name not in names:
+                    store.update_channel(conn, int(row.id), {"enabled": False}, now_ns)
+                    disabled.append(str(row.name))
+        return disabled
 
     # -- leadership --------------------------------------------------------------------------
     def lead(self, now_ns: int, ttl_ns: int) -> bool:
@@ -225,6 +245,7 @@ class AlertEngine:
         started = time.perf_counter()
         now_ns = time.time_ns() if now_ns is None else now_ns
         result = CycleResult(now_ns)
+        self._traces = {}
         end_s = (now_ns // NS // 60 + 1) * 60  # the end of the current minute, as dashboards
         with self.read_engine.connect() as conn:
             all_rules = {int(r.id): store.rule_def(r) for r in store.list_rules(conn)}
@@ -260,10 +281,9 @@ class AlertEngine:
                 else []
             )
             result.read_seconds = time.perf_counter() - read_started
-            budget_cache: dict[str | None, float | None] = {}
-            needs_budget = any(_uses_budget(r) for _, r in parsed)
-            if needs_budget:
-                budget_cache = _budgets(conn, parsed, agents, now_ns)
+            # Every budget (cost API + agent registry): the built-in budget alerts and the
+            # language's budget_burn()/budget_forecast_burn().
+            budget_states = all_statuses(conn, datetime.fromtimestamp(now_ns / NS, tz=UTC))
             slo_defs = (
                 slo_store.list_defs(conn)
                 if any(s.metric in SLO_FUNCS for _, r in parsed for s in r.series)
@@ -273,6 +293,15 @@ class AlertEngine:
             channels = _channels(conn)
             existing = {(int(a.rule_id), a.fingerprint): a for a in store.active_alerts(conn)}
         result.rules, result.windows = len(parsed), len(windows)
+        result.budgets = len(budget_states)
+        burns: dict[tuple[str | None, bool], float | None] = {}
+
+        def burn(agent: str | None, forecast: bool) -> float | None:
+            key = (agent, forecast)
+            if key not in burns:
+                burns[key] = burn_of(budget_states, agent, forecast=forecast)
+            return burns[key]
+
         result.rollup_rows = sum(len(v) for v in rows_by_window.values())
         figures = Figures(rows_by_window, history, end_s, slos=slo_defs)
 
@@ -281,7 +310,14 @@ class AlertEngine:
         for rule, ast in parsed:
             rule_windows = {s.window_s for s in ast.series}
             condition, primary = compiled[rule.id]
-            signature = (rule.id, rule.name, rule.severity, tuple(sorted(rule.labels.items())))
+            named_agent = ast.named_agent if "agent" not in ast.by else None
+            signature = (
+                rule.id,
+                rule.name,
+                rule.severity,
+                tuple(sorted(rule.labels.items())),
+                named_agent,
+            )
             for group in figures.groups(ast.by, rule_windows, agents):
                 result.groups += 1
 
@@ -289,7 +325,7 @@ class AlertEngine:
                     return figures.value(s, g)
 
                 def budget(b: Budget, g: Mapping[str, str] = group) -> float | None:
-                    return budget_cache.get(b.agent if b.agent is not None else g.get("agent"))
+                    return burn(b.agent if b.agent is not None else g.get("agent"), b.forecast)
 
                 try:
                     active = bool(condition(series, budget))
@@ -298,7 +334,7 @@ class AlertEngine:
                     if fp is None:
                         if len(self._fingerprints) > 500_000:
                             self._fingerprints.clear()
-                        fp = fingerprint(rule.id, alert_labels(rule, group))
+                        fp = fingerprint(rule.id, alert_labels(rule, group, named_agent))
                         self._fingerprints[fp_key] = fp
                     key = (rule.id, fp)
                     if not active and key not in existing:
@@ -308,7 +344,14 @@ class AlertEngine:
                     result.errors.append(f"rule {rule.id} ({rule.name}): {exc!r}")
                     continue
                 number = None if isinstance(value, bool) or value is None else float(value)
-                evaluated[key] = (rule, alert_labels(rule, group), active, number)
+                evaluated[key] = (rule, alert_labels(rule, group, named_agent), active, number)
+        # The built-in budget alerts (alerting/budget_alerts.py).
+        for ba in budget_alerts.evaluate(
+            budget_states, lambda fp: (budget_alerts.BUDGET_RULE_ID, fp) in existing
+        ):
+            key = (budget_alerts.BUDGET_RULE_ID, ba.fingerprint)
+            if ba.active or key in existing:
+                evaluated[key] = (ba.rule, ba.labels, ba.active, ba.value)
         # Alerts whose group vanished from the result (the agent went away) count as false;
         # those of a disabled rule resolve now (keep_firing_for does not apply).
         rules_by_id = {rule.id: rule for rule, _ in parsed}
@@ -316,10 +359,13 @@ class AlertEngine:
             if key in evaluated:
                 continue
             found = rules_by_id.get(key[0])
+            labels = store.loads(row.labels, {})
             if found is None and key[0] in all_rules:
                 found = replace(all_rules[key[0]], keep_firing_for_s=0)
+            if found is None and budget_alerts.is_budget_rule(key[0]):  # the budget went away
+                found = budget_alerts.rule_of_alert(row.rule_name, labels, row.message)
             if found is not None:
-                evaluated[key] = (found, store.loads(row.labels, {}), False, None)
+                evaluated[key] = (found, labels, False, None)
 
         missing = [k for k, (_, _, active, _) in evaluated.items() if k not in existing]
         if missing:
@@ -535,10 +581,16 @@ class AlertEngine:
         now_ns: int,
     ) -> int:
         """Write one outbox row per routed channel (in the caller's transaction)."""
-        snapshot = {**snapshot, **self.links(snapshot["id"], labels)}
+        routed = route(rule, labels, channels)
+        if not routed:
+            return 0
+        trace_id = None
+        if self.dashboard_url and event in ("firing", "repeat"):
+            trace_id = self.trace_for(rule, labels, now_ns)
+        snapshot = {**snapshot, **self.links(snapshot["id"], labels, trace_id)}
         payload = {"event": event, "at": store.iso(now_ns), "alert": snapshot}
         count = 0
-        for channel in route(rule, labels, channels):
+        for channel in routed:
             count += store.enqueue(
                 conn,
                 key=f"{key_prefix}:c{channel.id}",
@@ -550,13 +602,53 @@ class AlertEngine:
             )
         return count
 
-    def links(self, alert_id: int, labels: Mapping[str, str]) -> dict[str, str]:
+    def links(
+        self, alert_id: int, labels: Mapping[str, str], trace_id: str | None = None
+    ) -> dict[str, str]:
+        """Dashboard links of a notification: the alert (``/alerts/{id}``), its agent
+        (``/agents/{name}``, URL-encoded) and a trace (``/traces/{trace_id}``)."""
         if not self.dashboard_url:
             return {}
         out = {"url": f"{self.dashboard_url}/alerts/{alert_id}"}
         if labels.get("agent"):
-            out["agent_url"] = f"{self.dashboard_url}/agents/{labels['agent']}"
+            out["agent_url"] = f"{self.dashboard_url}/agents/{quote(labels['agent'], safe='')}"
+        if trace_id:
+            out["trace_url"] = f"{self.dashboard_url}/traces/{trace_id}"
         return out
+
+    def trace_for(self, rule: RuleDef, labels: Mapping[str, str], now_ns: int) -> str | None:
+        """A trace that shows what the alert is about, of its agent (all agents without one)
+        in the rule's window (at most a day): the slowest for a latency rule, the costliest
+        for a cost/token rule or a budget alert (the last hour), else the most recent failing
+        one, or the slowest when none failed. None when there is no trace (or on an error:
+        a link is not worth a notification)."""
+        prefer, window_s = "failing", 0
+        if budget_alerts.is_budget_rule(rule.id):
+            prefer, window_s = "costliest", BUDGET_TRACE_WINDOW_S
+        else:
+            try:
+                ast = self._rule(rule.expression)[0]
+            except RuleSyntaxError:
+                return None
+            metrics = {s.metric for s in ast.series}
+            window_s = max((s.window_s for s in ast.series), default=BUDGET_TRACE_WINDOW_S)
+            if any(m.startswith("latency_") for m in metrics):
+                prefer = "slowest"
+            elif metrics & COST_METRICS or _uses_budget(ast):
+                prefer = "costliest"
+        since_ns = now_ns - min(window_s, TRACE_WINDOW_MAX_S) * NS
+        key = (labels.get("agent"), since_ns, prefer)
+        if key in self._traces:
+            return self._traces[key]
+        try:
+            with self.read_engine.connect() as conn:
+                found = store.trace_for_alert(conn, key[0], since_ns, now_ns, prefer)
+        except Exception:
+            log.warning("could not find a trace for a notification", exc_info=True)
+            return None
+        if len(self._traces) < 10_000:
+            self._traces[key] = found
+        return found
 
     def routed_channels(self, conn: Connection) -> list[_Channel]:
         return _channels(conn)
@@ -621,6 +713,9 @@ def state_of(row: Any, *, silenced: bool, last_true_ns: int | None = None) -> Al
     )
 
 
+COST_METRICS = frozenset({"cost", "tokens", "input_tokens", "output_tokens", "cached_tokens"})
+
+
 def _uses_budget(rule: Rule) -> bool:
     stack: list[Any] = [rule.expr]
     while stack:
@@ -633,25 +728,3 @@ def _uses_budget(rule: Rule) -> bool:
                 stack.append(child)
         stack.extend(getattr(node, "args", ()))
     return False
-
-
-def _budgets(
-    conn: Connection, parsed: list[tuple[RuleDef, Rule]], agents: list[str], now_ns: int
-) -> dict[str | None, float | None]:
-    """budget_burn() for every agent a rule may ask about (the cost room's function)."""
-    from pharos.server.cost.budgets import budget_burn
-
-    now = datetime.fromtimestamp(now_ns / NS, tz=UTC)
-    wanted: set[str | None] = {None, *agents}
-    for _, rule in parsed:
-        stack: list[Any] = [rule.expr]
-        while stack:
-            node = stack.pop()
-            if isinstance(node, Budget) and node.agent is not None:
-                wanted.add(node.agent)
-            for name in ("left", "right", "operand"):
-                child = getattr(node, name, None)
-                if child is not None:
-                    stack.append(child)
-            stack.extend(getattr(node, "args", ()))
-    return {agent: budget_burn(conn, agent=agent, now=now) for agent in wanted}

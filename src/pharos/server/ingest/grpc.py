@@ -165,7 +165,7 @@ class OtlpGrpcServer:
     async def _export_traces(self, body: bytes) -> bytes:
         batch = await self._run(self._parser.parse(body, PROTOBUF, None))
         forward = self._forward("traces", body, len(batch.spans))
-        await self._run(self._writer.write(batch.spans, context=forward))
+        await self._run(self._writer.write(batch.spans, context=forward, derived=batch.derived))
         response = trace_service_pb2.ExportTraceServiceResponse()
         if batch.rejected:
             response.partial_success.rejected_spans = batch.rejected

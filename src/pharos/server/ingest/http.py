@@ -150,7 +150,7 @@ async def export_traces(
 ) -> Response:
     async def write(batch: NormalizedBatch, body: bytes, content_type: str) -> None:
         context = forward_context(request, "traces", body, content_type, len(batch.spans))
-        await writer.write(batch.spans, context=context)
+        await writer.write(batch.spans, context=context, derived=batch.derived)
 
     return await _export(request, settings, parser.parse, write, _traces_response)
 
