@@ -1,10 +1,11 @@
 """Health score 0-100 from error rate, p99 latency and firing alerts (pure).
 
 Each component scores 1 at or below its warning threshold, 0 at or above its critical one, and
-linearly in between (the thresholds are settings; a warning above its critical is refused). The score is ``40·errors + 40·latency + 20·alerts``. The status is the
-worse of the score's band (>= 80 healthy, >= 50 degraded, else critical) and the worst
-component (past critical -> critical, past warning -> degraded): an error rate past its critical
-threshold makes the status critical even when latency is perfect.
+linearly in between (all six thresholds are settings; a warning above its critical one is
+refused). The score is ``40·errors + 40·latency + 20·alerts``. The status is the worse of the
+score's band (>= 80 healthy, >= 50 degraded, else critical) and the worst component (past
+critical -> critical, past warning -> degraded): an error rate past its critical threshold
+makes the status critical even when latency is perfect.
 """
 
 from __future__ import annotations
