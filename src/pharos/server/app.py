@@ -141,6 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     max_message_bytes=settings.max_body_bytes,
                     retry_after_seconds=settings.retry_after_seconds,
                     observe=metrics.observe_grpc,
+                    rejections=metrics.ingest_rejections,
                 )
                 grpc_server.authorize = grpc_authorizer(app.state.keystore)
                 grpc_server.forward = app.state.forwarder
