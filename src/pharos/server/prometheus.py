@@ -23,9 +23,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client import (
-    Counter as CounterMetric,
-)
+from prometheus_client import Counter as CounterMetric
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
