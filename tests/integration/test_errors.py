@@ -245,7 +245,7 @@ def test_a_failure_on_a_span_and_logged_in_it_counts_once(
     """The usual instrumentation: the SDK records the exception on the span and the code logs
     it with logger.exception inside that span. One failure, one occurrence, whichever signal
     arrives first and in separate requests (the real OTel SDK and OTLP exporters)."""
-    from opentelemetry.sdk._logs.export import InMemoryLogExporter
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -254,7 +254,7 @@ def test_a_failure_on_a_span_and_logged_in_it_counts_once(
     tracer_provider = TracerProvider(resource=resource)
     tracer_provider.add_span_processor(SimpleSpanProcessor(finished_spans))
     tracer = tracer_provider.get_tracer("test")
-    finished_logs = InMemoryLogExporter()
+    finished_logs = InMemoryLogRecordExporter()
     log_provider = LoggerProvider(resource=resource)
     log_provider.add_log_record_processor(SimpleLogRecordProcessor(finished_logs))
     logger = logging.getLogger(f"pharos-dedup-{uuid.uuid4().hex[:8]}")
