@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, ServerFactory
 from tests.otlp_helpers import PROTOBUF, kv, request, span
 
 NS = 1_000_000_000
@@ -408,3 +408,26 @@ def test_agents_sparklines_cover_every_agent(server: RunningServer) -> None:
     week = server.get("/api/v1/agents", params={"window": "7d", "sparkline": "true"}).json()
     assert week["sparkline"]["interval_seconds"] == 3 * 3600
     assert all(sum(r["sparkline"]) == r["requests"] for r in week["items"])
+
+
+def test_health_alert_thresholds_come_from_the_settings(make_server: ServerFactory) -> None:
+    """PHAROS_HEALTH_ALERTS_WARNING/CRITICAL reach /health, /overview and /agents alike: with a
+    warning threshold of 1, one firing alert costs an agent nothing."""
+    server = make_server(health_alerts_warning=1, health_alerts_critical=3)
+    now = time.time_ns()
+    _send(server, _trace(0x40_0000, agent="solo", model="m", start_ns=now - 5 * 60 * NS, ms=900))
+    rule = server.post(
+        "/api/v1/alerts/rules",
+        json={"name": "slow", "expression": "p99(latency, 1h) > 100 by agent", "severity": "error"},
+    )
+    assert rule.status_code == 201, rule.text
+    assert server.post("/api/v1/alerts/evaluate").json()["errors"] == []
+    window = {"window": "1h"}
+    agents = {
+        a["agent"]: a["health"] for a in server.get("/api/v1/agents", params=window).json()["items"]
+    }
+    health = {a["agent"]: a for a in server.get("/api/v1/health", params=window).json()["agents"]}
+    overview = server.get("/api/v1/overview", params=window).json()
+    for h in (agents["solo"], health["solo"], overview["top_agents"][0]["health"]):
+        assert h["components"]["alerts"]["value"] == 1
+        assert h["components"]["alerts"]["score"] == 1.0, h

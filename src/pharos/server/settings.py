@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 
 import orjson
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -189,6 +189,11 @@ class Settings(BaseSettings):
     )
     health_p99_critical_ms: float = Field(
         default=10000.0, gt=0, description="p99 latency (ms) at which health is critical."
+    )
+    health_alerts_warning: int = Field(
+        default=0,
+        ge=0,
+        description="Firing alerts the alerts component of health tolerates; above, it degrades.",
     )
     health_alerts_critical: int = Field(
         default=3, ge=1, description="Firing alerts that take the alerts component to zero."
@@ -563,6 +568,22 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite", "postgres")):
             raise ValueError("database_url must start with sqlite:// or postgresql+psycopg://")
         return value
+
+    @model_validator(mode="after")
+    def _health_thresholds_in_order(self) -> Settings:
+        """Each health component degrades from its warning threshold to its critical one: a
+        warning above the critical threshold would make that component nonsense."""
+        for name in ("error_rate", "p99", "alerts"):
+            suffix = "_ms" if name == "p99" else ""
+            warning = getattr(self, f"health_{name}_warning{suffix}")
+            critical = getattr(self, f"health_{name}_critical{suffix}")
+            if warning > critical:
+                raise ValueError(
+                    f"PHAROS_HEALTH_{name.upper()}_WARNING{suffix.upper()} ({warning:g}) is "
+                    f"above PHAROS_HEALTH_{name.upper()}_CRITICAL{suffix.upper()} "
+                    f"({critical:g}): the warning threshold must not exceed the critical one"
+                )
+        return self
 
     def check_servable(self) -> None:
         """Refuse settings a server cannot run with (raised at start, with the reason)."""

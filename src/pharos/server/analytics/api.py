@@ -73,13 +73,7 @@ def _window_end(now_s: float) -> int:
 
 def _thresholds(request: Request) -> HealthThresholds:
     s: Settings = request.app.state.settings
-    return HealthThresholds(
-        error_rate_warning=s.health_error_rate_warning,
-        error_rate_critical=s.health_error_rate_critical,
-        p99_warning_ms=s.health_p99_warning_ms,
-        p99_critical_ms=s.health_p99_critical_ms,
-        alerts_critical=s.health_alerts_critical,
-    )
+    return HealthThresholds.from_settings(s)
 
 
 def _counter(request: Request) -> Any:
