@@ -89,6 +89,20 @@ async def concurrent(url: str, n: int, clients: int, headers: dict[str, str]) ->
         return n / (time.perf_counter() - started)
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process, all its threads (Linux /proc; None elsewhere).
+    Unlike wall time, this does not grow when other work on the machine takes the cores."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_request(before: float | None, after: float | None, n: int) -> float | None:
+    return None if before is None or after is None else (after - before) / n * 1e6
+
+
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))]
@@ -172,10 +186,14 @@ def main() -> int:
         wait_up(f"http://127.0.0.1:{port}/healthz")
         auth = {"x-api-key": key}
         n = args.requests
+        up_pid, gw_pid = procs[0].pid, procs[1].pid
         d_lat = asyncio.run(sequential(direct, n, {}))
         g_lat = asyncio.run(sequential(gateway, n, auth))
         d_rps = asyncio.run(concurrent(direct, n, args.clients, {}))
+        up0, gw0 = cpu_seconds(up_pid), cpu_seconds(gw_pid)
         g_rps = asyncio.run(concurrent(gateway, n, args.clients, auth))
+        up1, gw1 = cpu_seconds(up_pid), cpu_seconds(gw_pid)
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     finally:
         for p in procs:
             p.terminate()
@@ -194,6 +212,11 @@ def main() -> int:
         "direct_rps": d_rps,
         "gateway_rps": g_rps,
         "throughput_ratio": g_rps / d_rps,
+        # CPU per request through the gateway (throughput phase; warm-up requests included):
+        # what bounds requests/s when the cores are shared.
+        "gateway_cpu_us_per_request": cpu_per_request(gw0, gw1, n),
+        "upstream_cpu_us_per_request": cpu_per_request(up0, up1, n),
+        "load_average_1m": load,
     }
     print(f"gateway overhead ({n} requests; auth + rate limits on; same run)")
     print(
@@ -209,6 +232,12 @@ def main() -> int:
         f"  throughput ({args.clients} clients): direct {d_rps:.0f} req/s, gateway "
         f"{g_rps:.0f} req/s -> {result['throughput_ratio']:.2f}x direct (target >= 0.5x)"
     )
+    gw_cpu, up_cpu = result["gateway_cpu_us_per_request"], result["upstream_cpu_us_per_request"]
+    if gw_cpu is not None and up_cpu is not None:
+        print(
+            f"  cpu per request: gateway process {gw_cpu:.0f} us, upstream {up_cpu:.0f} us "
+            f"(load average {load or 0:.1f} on {os.cpu_count()} cores)"
+        )
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "gateway.json").write_text(json.dumps(result, indent=2))

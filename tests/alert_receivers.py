@@ -26,7 +26,8 @@ class Received:
 
 @dataclass
 class Receiver:
-    """Answers the first requests with the ``failures`` script ("500", "timeout"), then 2xx."""
+    """Answers the first requests with the ``failures`` script ("500", "timeout", "hang":
+    hold the request until ``release`` is set, then accept it), then 2xx."""
 
     port: int
     failures: list[str] = field(default_factory=list)
@@ -34,6 +35,8 @@ class Receiver:
     sleep_on_timeout: float = 1.5
     accepted: list[Received] = field(default_factory=list)
     attempts: int = 0
+    hanging: int = 0  # requests held by "hang" right now
+    release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
 
@@ -61,6 +64,12 @@ class Receiver:
                 if mode == "500":
                     self._answer(500)
                     return
+                if mode == "hang":
+                    with receiver.lock:
+                        receiver.hanging += 1
+                    receiver.release.wait(60)
+                    with receiver.lock:
+                        receiver.hanging -= 1
                 with receiver.lock:
                     receiver.accepted.append(
                         Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
@@ -83,6 +92,7 @@ class Receiver:
         threading.Thread(target=server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
+        self.release.set()
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()

@@ -21,6 +21,14 @@ from starlette.routing import Route
 
 USAGE = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
 MODEL = "gpt-4o-mini-2024-07-18"
+#: The Responses API's usage (``response.usage``): other names than chat completions' usage.
+RESPONSES_USAGE = {
+    "input_tokens": 13,
+    "input_tokens_details": {"cached_tokens": 4},
+    "output_tokens": 9,
+    "output_tokens_details": {"reasoning_tokens": 0},
+    "total_tokens": 22,
+}
 
 
 @dataclass
@@ -75,6 +83,38 @@ def _app(up: Upstream) -> Starlette:
             }
         )
 
+    async def responses(request: Request) -> Response:
+        """``POST /v1/responses`` like OpenAI's Responses API: a ``response`` object, or (with
+        ``stream``) typed SSE events ending in ``response.completed`` that carries the usage
+        (and, like the real one, no ``[DONE]``)."""
+        doc = orjson.loads(await record(request))
+        base = {"id": "resp_1", "object": "response", "created_at": 1, "model": MODEL}
+        message = {
+            "type": "message",
+            "id": "msg_1",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": "Hello", "annotations": []}],
+        }
+        if not doc.get("stream"):
+            return JSONResponse(
+                {**base, "status": "completed", "output": [message], "usage": RESPONSES_USAGE}
+            )
+
+        async def events() -> Any:
+            def event(kind: str, data: dict[str, Any]) -> bytes:
+                body = orjson.dumps({"type": kind, **data})
+                return b"event: " + kind.encode() + b"\ndata: " + body + b"\n\n"
+
+            yield event("response.created", {"response": {**base, "status": "in_progress"}})
+            for word in ("Hel", "lo"):
+                yield event("response.output_text.delta", {"item_id": "msg_1", "delta": word})
+                if up.stream_gate:
+                    await asyncio.to_thread(up.release.wait, 30)
+            done = {**base, "status": "completed", "output": [message], "usage": RESPONSES_USAGE}
+            yield event("response.completed", {"response": done})
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
     async def embeddings(request: Request) -> Response:
         await record(request)
         return JSONResponse(
@@ -99,9 +139,34 @@ def _app(up: Upstream) -> Starlette:
         await record(request)
         return JSONResponse({"error": {"message": "upstream broke"}}, status_code=500)
 
+    async def status(request: Request) -> Response:
+        """``/status/{code}``: answers that status with a JSON error body."""
+        await record(request)
+        code = int(request.path_params["code"])
+        return JSONResponse({"error": {"message": f"status {code}"}}, status_code=code)
+
+    async def sink(request: Request) -> Response:
+        """Reads the whole body and says how much it got (size limits)."""
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+        up.seen.append({"path": request.url.path, "size": size, "headers": dict(request.headers)})
+        return JSONResponse({"received": size})
+
+    async def cookie(request: Request) -> Response:
+        """Sets a session cookie for whoever calls, and says which cookie it was sent."""
+        await record(request)
+        response = JSONResponse({"got": request.headers.get("cookie")})
+        response.set_cookie("upstream_session", f"for-{request.query_params.get('who')}")
+        return response
+
     return Starlette(
         routes=[
+            Route("/cookie", cookie, methods=["GET", "POST"]),
             Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/v1/responses", responses, methods=["POST"]),
+            Route("/status/{code:int}", status, methods=["GET", "POST"]),
+            Route("/sink", sink, methods=["POST", "PUT"]),
             Route("/v1/embeddings", embeddings, methods=["POST"]),
             Route("/echo/{rest:path}", echo, methods=["GET", "POST", "PUT", "DELETE"]),
             Route("/slow", slow, methods=["GET", "POST"]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import sys
 import time
 from pathlib import Path
@@ -14,6 +15,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pharos.server.access.cli import agents_app, keys_app
 from pharos.server.alerting.cli import alerts_app
+from pharos.server.cli_client import DEFAULT_URL, KEY_ENV, KeyOption
+from pharos.server.cost.budgets_cli import budgets_app
 from pharos.server.ops.cli import backup_command, restore_command, retention_app
 from pharos.server.report.cli import report as report_command
 from pharos.server.slo.cli import slo_app
@@ -41,6 +44,7 @@ prices_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(prices_app, name="prices")
+app.add_typer(budgets_app, name="budgets")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(keys_app, name="keys")
 app.add_typer(agents_app, name="agents")
@@ -145,8 +149,10 @@ def serve(
 @app.command()
 def demo(
     url: Annotated[
-        str, typer.Option(help="The Pharos server to send to.")
-    ] = "http://127.0.0.1:4318",
+        str,
+        typer.Option(envvar="PHAROS_URL", help="The Pharos server to send to (env PHAROS_URL)."),
+    ] = DEFAULT_URL,
+    key: KeyOption = None,
     traces: Annotated[
         int | None, typer.Option(min=1, help="Agent runs to send (default 3000; 20 with --sdk).")
     ] = None,
@@ -158,15 +164,23 @@ def demo(
     ] = False,
 ) -> None:
     """Send realistic agent traffic (traces and their logs) to a running server over OTLP/HTTP
-    (protobuf, gzip)."""
+    (protobuf, gzip). The API key is --key (env PHAROS_API_KEY), else the headers of
+    OTEL_EXPORTER_OTLP_HEADERS."""
+    import httpx
+
+    from pharos.server.cli_client import clean_key
+
+    url = url.rstrip("/")
+    headers, key_from = _demo_headers(key)
+    with httpx.Client(base_url=url, timeout=30, headers=headers) as client:
+        _check_ingest(client, url, key_from)
     if sdk:
         from pharos.sdk.example import run_example
 
         with console.status("[bold]running the example support agent with the Pharos SDK"):
-            code = run_example(url, runs=traces or 20, seed=seed)
+            code = run_example(url, runs=traces or 20, seed=seed, api_key=clean_key(key))
         raise typer.Exit(code)
     traces = traces or 3000
-    import httpx
 
     from pharos.server.demo_logs import demo_batches
 
@@ -176,7 +190,7 @@ def demo(
     )
     sent = sent_logs = 0
     with (
-        httpx.Client(base_url=url, timeout=30) as client,
+        httpx.Client(base_url=url, timeout=30, headers=headers) as client,
         Progress(
             TextColumn("[bold]sending demo traffic"),
             BarColumn(),
@@ -189,21 +203,58 @@ def demo(
         task = progress.add_task("spans", total=total_spans)
         for request, log_request in batches:
             n = sum(len(s.spans) for rs in request.resource_spans for s in rs.scope_spans)
-            _send_demo(client, url, "/v1/traces", request.SerializeToString())
+            _send_demo(client, url, "/v1/traces", request.SerializeToString(), key_from)
             n_logs = sum(
                 len(s.log_records) for rl in log_request.resource_logs for s in rl.scope_logs
             )
             if n_logs:
-                _send_demo(client, url, "/v1/logs", log_request.SerializeToString())
+                _send_demo(client, url, "/v1/logs", log_request.SerializeToString(), key_from)
             sent += n
             sent_logs += n_logs
             progress.advance(task, n)
     console.print(f"sent {sent} spans and {sent_logs} logs in {len(batches)} batches to {url}")
 
 
-def _send_demo(client: Any, url: str, path: str, raw: bytes) -> None:
+OTLP_HEADERS_ENV = "OTEL_EXPORTER_OTLP_HEADERS"
+
+
+def _demo_headers(key: str | None) -> tuple[dict[str, str], str | None]:
+    """The headers ``pharos demo`` sends, as an OTLP exporter would: those of
+    OTEL_EXPORTER_OTLP_HEADERS, with ``--key`` (PHAROS_API_KEY) as the bearer token over them;
+    and where the key came from (None: no key)."""
+    from pharos.sdk.config import parse_headers
+    from pharos.server.cli_client import auth_headers
+
+    headers = parse_headers(os.environ.get(OTLP_HEADERS_ENV, ""))
+    given = auth_headers(key)
+    if given:
+        headers.update(given)
+        return headers, f"--key/{KEY_ENV}"
+    if "authorization" in headers or "x-api-key" in headers:
+        return headers, OTLP_HEADERS_ENV
+    return headers, None
+
+
+def _check_ingest(client: Any, url: str, key_from: str | None) -> None:
+    """An empty OTLP request first: a refused key is said at once, before any traffic."""
+    import httpx
+
+    from pharos.server.cli_client import fail
+
+    try:
+        resp = client.post("/v1/traces", json={"resourceSpans": []})
+    except httpx.HTTPError as exc:
+        console.print(f"[red]cannot reach {url}:[/red] {exc}")
+        raise typer.Exit(1) from None
+    if resp.status_code in (401, 403):
+        fail(resp, key_from, scopes="ingest")
+
+
+def _send_demo(client: Any, url: str, path: str, raw: bytes, key_from: str | None) -> None:
     """POST one gzipped OTLP body, honouring Retry-After; exit with the server's answer."""
     import httpx
+
+    from pharos.server.cli_client import fail
 
     body = gzip.compress(raw)
     headers = {"content-type": "application/x-protobuf", "content-encoding": "gzip"}
@@ -217,6 +268,8 @@ def _send_demo(client: Any, url: str, path: str, raw: bytes) -> None:
             time.sleep(float(resp.headers.get("retry-after", "1")))
             continue
         break
+    if resp.status_code in (401, 403):
+        fail(resp, key_from, scopes="ingest")
     if resp.status_code != 200:
         console.print(f"[red]server answered {resp.status_code}:[/red] {resp.text[:300]}")
         raise typer.Exit(1)

@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import shutil
+import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,7 +142,15 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Watched]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _fresh_artifacts() -> None:
-    if ARTIFACTS.exists():
-        shutil.rmtree(ARTIFACTS)
-    ARTIFACTS.mkdir(exist_ok=True)
+def _fresh_artifacts(request: pytest.FixtureRequest) -> None:
+    """Empty the artifacts folder once per test run: with pytest-xdist every worker runs this,
+    so the first one (under a lock) clears it and marks it with the run's id."""
+    run = getattr(request.config, "workerinput", {}).get("testrunuid") or uuid.uuid4().hex
+    digest = hashlib.sha256(str(ARTIFACTS).encode()).hexdigest()[:12]
+    with open(Path(tempfile.gettempdir()) / f"pharos-artifacts-{digest}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        marker = ARTIFACTS / ".run"
+        if not marker.exists() or marker.read_text() != run:
+            shutil.rmtree(ARTIFACTS, ignore_errors=True)
+            ARTIFACTS.mkdir(exist_ok=True)
+            marker.write_text(run)

@@ -30,9 +30,25 @@ def _wait_mode(w: Watched, mode: str) -> None:
     )
 
 
+def _an_alert(seeded: Seeded) -> int:
+    """The id of a firing alert (a rule of its own, so other tests' rules stay theirs)."""
+    name = "Every agent (page tour)"
+    rules = [r["name"] for r in seeded.api("/api/v1/alerts/rules")["items"]]
+    if name not in rules:
+        rule = {"name": name, "expression": "requests(1h) >= 1 by agent", "severity": "warning"}
+        assert seeded.server.post("/api/v1/alerts/rules", json=rule).status_code == 201
+    assert seeded.server.post("/api/v1/alerts/evaluate").status_code == 200
+    return int(
+        next(a for a in seeded.api("/api/v1/alerts", state="firing")["items"] if a["rule"] == name)[
+            "id"
+        ]
+    )
+
+
 def test_every_page_loads_without_errors(seeded: Seeded, page: Watched) -> None:
     base = seeded.server.url
     run = seeded.traces["run3"]
+    alert = _an_alert(seeded)
     pages = [
         ("overview", "/", "page-overview"),
         ("overview-24h-agent", "/?range=24h&agent=support-bot", "page-overview"),
@@ -42,8 +58,11 @@ def test_every_page_loads_without_errors(seeded: Seeded, page: Watched) -> None:
         ("agents", "/agents", "agents-table"),
         ("agent", "/agents/support-bot", "page-agent"),
         ("alerts-list", "/alerts", "page-alerts"),
+        ("alert", f"/alerts/{alert}", "page-alert"),
         ("costs", "/costs?range=24h", "costs-table"),
         ("settings", "/settings", "prices-table"),
+        ("logs-page", "/logs", "page-logs"),
+        ("errors-page", "/errors", "page-errors"),
     ]
     for name, path, ready in pages:
         _goto(page, base + path, ready)
@@ -78,12 +97,17 @@ def test_every_page_loads_without_errors(seeded: Seeded, page: Watched) -> None:
     page.page.wait_for_load_state("networkidle")
     page.shot("overview-3h-split")
     page.assert_clean()
-    # Light theme too.
+    # Light theme too, on every page.
     page.page.get_by_role("button", name=re.compile("Switch to light theme")).click()
     page.page.wait_for_selector("html[data-theme=light]")
     page.page.get_by_test_id("card-requests").wait_for()
     page.page.wait_for_load_state("networkidle")
     page.shot("overview-light")
+    for name, path, ready in pages:
+        _goto(page, base + path, ready)
+        assert page.page.evaluate("() => document.documentElement.dataset.theme") == "light"
+        page.page.wait_for_load_state("networkidle")
+        page.shot(f"{name}-light")
     page.assert_clean()
 
 

@@ -225,3 +225,81 @@ def test_a_permanent_4xx_fails_at_once(sqlite_url: str, status: int) -> None:
             )
             row = server.get("/api/v1/alerts/outbox").json()["items"][0]
     assert row["attempts"] == 1 and row["last_error"].startswith(f"HTTP {status}")
+
+
+def test_a_channel_whose_settings_are_removed_stops_sending(db_url: str) -> None:
+    with receiver(free_port()) as pd, receiver(free_port()) as hook:
+        paging = {
+            **FAST,
+            "alert_pagerduty_routing_key": "R0UT1NGKEY",
+            "alert_pagerduty_url": pd.url,
+            "alert_webhook_url": hook.url,
+        }
+        with run_server(db_url, **paging) as first:
+            first.post(
+                "/api/v1/alerts/rules",
+                json={"name": "quiet", "expression": "requests(15m) == 0", "severity": "critical"},
+            )
+            assert first.post("/api/v1/alerts/evaluate").json()["notifications"] == 2
+            wait_for(lambda: len(pd.accepted) == 1 and len(hook.accepted) == 1)
+        # PHAROS_ALERT_PAGERDUTY_ROUTING_KEY unset: env-pagerduty is disabled at start.
+        without = {k: v for k, v in paging.items() if not k.startswith("alert_pagerduty")}
+        with run_server(db_url, **without) as second:
+            channels = {c["name"]: c for c in second.get("/api/v1/alerts/channels").json()["items"]}
+            assert channels["env-pagerduty"]["enabled"] is False
+            assert channels["env-webhook"]["enabled"] is True
+            second.post(
+                "/api/v1/alerts/rules",
+                json={
+                    "name": "no errors",
+                    "expression": "errors(15m) == 0",
+                    "severity": "critical",
+                },
+            )
+            assert second.post("/api/v1/alerts/evaluate").json()["notifications"] == 1
+            wait_for(lambda: len(hook.accepted) == 2)
+            assert second.get("/api/v1/alerts/outbox").json()["counts"] == {"sent": 3}
+        assert len(pd.accepted) == 1
+        # Set again: enabled again.
+        with run_server(db_url, **paging) as third:
+            channels = {c["name"]: c for c in third.get("/api/v1/alerts/channels").json()["items"]}
+            assert channels["env-pagerduty"]["enabled"] is True
+
+
+def test_a_hanging_channel_delays_neither_evaluation_nor_the_other_channels(
+    sqlite_url: str,
+) -> None:
+    with receiver(free_port(), ["hang"]) as hook, receiver(free_port()) as slack:
+        settings = {
+            **FAST,
+            "alert_eval_interval_seconds": 0.2,  # the real evaluation loop
+            "alert_send_timeout_seconds": 60.0,  # the hung send stays in flight meanwhile
+            "alert_webhook_url": hook.url,
+            "alert_slack_webhook_url": slack.url,
+        }
+        with run_server(sqlite_url, **settings) as server:
+            alerting = server.app.state.alerting
+            server.post(
+                "/api/v1/alerts/rules",
+                json={"name": "first", "expression": "requests(15m) == 0", "severity": "info"},
+            )
+            wait_for(lambda: hook.hanging == 1 and len(slack.accepted) == 1)
+            # While the webhook holds its request: cycles go on at their interval...
+            cycles = alerting.engine.cycles
+            wait_for(lambda: alerting.engine.cycles >= cycles + 5)
+            # ... and a new alert reaches Slack, and the webhook too (one alert's notifications
+            # keep their order per channel; other alerts' do not wait for them).
+            server.post(
+                "/api/v1/alerts/rules",
+                json={"name": "second", "expression": "errors(15m) == 0", "severity": "info"},
+            )
+            wait_for(lambda: len(slack.accepted) == 2 and len(hook.accepted) == 1)
+            assert hook.hanging == 1 and hook.accepted[0].json["alert"]["rule"] == "second"
+            assert [x.json["text"].split(":")[0] for x in slack.accepted] == [
+                "[FIRING] first (info)",
+                "[FIRING] second (info)",
+            ]
+            hook.release.set()
+            wait_for(lambda: len(hook.accepted) == 2)
+            wait_for(lambda: server.get("/api/v1/alerts/outbox").json()["counts"] == {"sent": 4})
+        assert sorted(x.json["alert"]["rule"] for x in hook.accepted) == ["first", "second"]

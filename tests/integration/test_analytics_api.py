@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from tests.conftest import RunningServer
-from tests.otlp_helpers import PROTOBUF, request, span
+from tests.conftest import RunningServer, ServerFactory
+from tests.otlp_helpers import PROTOBUF, kv, request, span
 
 NS = 1_000_000_000
 
@@ -215,3 +215,219 @@ def test_bad_parameters(server: RunningServer, path: str, params: dict, name: st
     assert resp.status_code == 400, resp.text
     assert resp.json()["error"]["code"] == "invalid_parameter"
     assert name in resp.json()["error"]["message"]
+
+
+def _trace(
+    trace: int,
+    *,
+    agent: str,
+    model: str,
+    start_ns: int,
+    ms: float,
+    error: bool = False,
+    exception: str | None = None,
+) -> list:
+    """An agent run with one LLM call of ``model`` (and an exception event when asked)."""
+    root = span(
+        trace,
+        1,
+        name=f"run {agent}",
+        duration_ms=ms,
+        attrs={"gen_ai.agent.name": agent, "gen_ai.operation.name": "invoke_agent"},
+        error="run failed" if error else None,
+    )
+    llm = span(
+        trace,
+        2,
+        1,
+        name="chat",
+        duration_ms=ms / 2,
+        attrs={
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": model,
+            "gen_ai.usage.input_tokens": 100,
+            "gen_ai.usage.output_tokens": 10,
+        },
+        error=exception,
+    )
+    if exception:
+        ev = llm.events.add()
+        ev.name = "exception"
+        ev.time_unix_nano = llm.start_time_unix_nano
+        ev.attributes.extend(
+            [kv("exception.type", exception), kv("exception.message", f"{exception} happened")]
+        )
+    offset = start_ns - root.start_time_unix_nano
+    for s in (root, llm):
+        s.start_time_unix_nano += offset
+        s.end_time_unix_nano += offset
+        for ev in s.events:
+            ev.time_unix_nano += offset
+    return [root, llm]
+
+
+@pytest.fixture
+def two_agents(server: RunningServer):
+    """alpha calls model m-a, beta m-b; both fail sometimes, with their own exception; and a
+    failed alpha run 90 minutes ago (outside a 1 h window)."""
+    now = time.time_ns()
+    spans: list = []
+    for i in range(12):
+        agent, model = ("alpha", "m-a") if i % 2 == 0 else ("beta", "m-b")
+        fail = i % 3 == 0
+        spans += _trace(
+            0x20_0000 + i,
+            agent=agent,
+            model=model,
+            start_ns=now - (40 - 3 * i) * 60 * NS,
+            ms=100.0 + 50 * i,
+            error=fail,
+            exception=("AlphaError" if agent == "alpha" else "BetaError") if fail else None,
+        )
+    spans += _trace(
+        0x20_1000, agent="alpha", model="m-a", start_ns=now - 90 * 60 * NS, ms=9000, error=True
+    )
+    _send(server, spans)
+    return server
+
+
+def test_overview_is_scoped_by_agent_and_model(two_agents: RunningServer) -> None:
+    server = two_agents
+    everything = server.get("/api/v1/overview", params={"window": "1h"}).json()
+    assert everything["agent"] is None and everything["summary"]["requests"] == 12
+    assert {t["agent"] for t in everything["recent_errors"]} == {"alpha", "beta"}
+    # The window is respected: the 90-minute-old failure is not in a 1 h overview...
+    old = format(0x20_1000, "032x")
+    assert old not in {t["trace_id"] for t in everything["recent_errors"]}
+    assert old not in {t["trace_id"] for t in everything["slow_traces"]}
+    # ...but is in a 2 h one, and the slowest there.
+    wider = server.get("/api/v1/overview", params={"window": "2h"}).json()
+    assert wider["recent_errors"][-1]["trace_id"] == old
+    assert wider["slow_traces"][0]["trace_id"] == old
+
+    agents = {a["agent"]: a for a in server.get("/api/v1/agents").json()["items"]}
+    alpha = server.get("/api/v1/overview", params={"window": "1h", "agent": "alpha"}).json()
+    assert alpha["agent"] == "alpha" and alpha["model"] is None
+    assert alpha["summary"]["requests"] == 6 and alpha["summary"]["agent"] == "alpha"
+    assert alpha["health"] == agents["alpha"]["health"]
+    assert [a["agent"] for a in alpha["top_agents"]] == ["alpha"]
+    assert alpha["top_agents"][0] == agents["alpha"]
+    assert alpha["recent_errors"] and {t["agent"] for t in alpha["recent_errors"]} == {"alpha"}
+    assert len(alpha["slow_traces"]) == 5
+    assert {t["agent"] for t in alpha["slow_traces"]} == {"alpha"}
+    durations = [t["duration_ms"] for t in alpha["slow_traces"]]
+    assert durations == sorted(durations, reverse=True)
+    assert [g["type"] for g in alpha["top_errors"]] == ["AlphaError"]
+    assert alpha["top_errors"][0]["count"] == 2 and "stacktrace" not in alpha["top_errors"][0]
+    assert {g["type"] for g in everything["top_errors"]} == {"AlphaError", "BetaError"}
+
+    beta_model = server.get("/api/v1/overview", params={"window": "1h", "model": "m-b"}).json()
+    assert beta_model["model"] == "m-b"
+    s = beta_model["summary"]
+    assert s["scope"] == "model_calls" and s["requests"] == 6 and s["errors"] == 2
+    assert [a["agent"] for a in beta_model["top_agents"]] == ["beta"]
+    assert beta_model["top_agents"][0]["requests"] == 6  # beta's calls of m-b
+    assert {t["agent"] for t in beta_model["recent_errors"]} == {"beta"}
+    assert {t["agent"] for t in beta_model["slow_traces"]} == {"beta"}
+    # The health of the model's calls (2 of 6 failed: critical), not the global one.
+    assert beta_model["health"]["components"]["error_rate"]["value"] == pytest.approx(33.333)
+    assert beta_model["health"] != everything["health"]
+    assert beta_model["top_errors_scope"] == {"agent": None, "model": None}
+
+    both = server.get(
+        "/api/v1/overview", params={"window": "1h", "agent": "alpha", "model": "m-b"}
+    ).json()
+    assert both["summary"]["no_data"] is True and both["top_agents"] == []
+    assert both["recent_errors"] == [] and both["slow_traces"] == []
+    ghost = server.get("/api/v1/overview", params={"agent": "nobody"}).json()
+    assert ghost["summary"]["no_data"] is True and ghost["health"]["status"] == "unknown"
+    assert ghost["top_agents"] == [] and ghost["top_errors"] == []
+
+
+def test_agent_health_counts_firing_alerts_everywhere(two_agents: RunningServer) -> None:
+    server = two_agents
+    rule = server.post(
+        "/api/v1/alerts/rules",
+        json={
+            "name": "beta only",
+            "expression": "p99(latency, 1h) > 625 by agent",
+            "severity": "critical",
+        },
+    )
+    assert rule.status_code == 201, rule.text
+    cycle = server.post("/api/v1/alerts/evaluate")
+    assert cycle.status_code == 200 and cycle.json()["errors"] == [], cycle.text
+    firing = server.get("/api/v1/alerts", params={"state": "firing"}).json()["items"]
+    assert [a["labels"]["agent"] for a in firing] == ["beta"]
+
+    from_agents = {a["agent"]: a["health"] for a in server.get("/api/v1/agents").json()["items"]}
+    window = {"window": "1h"}
+    from_health = {
+        a["agent"]: {k: v for k, v in a.items() if k != "agent"}
+        for a in server.get("/api/v1/health", params=window).json()["agents"]
+    }
+    overview = server.get("/api/v1/overview", params=window).json()
+    from_overview = {a["agent"]: a["health"] for a in overview["top_agents"]}
+    scoped = server.get("/api/v1/overview", params={**window, "agent": "beta"}).json()
+    assert from_agents["beta"]["components"]["alerts"]["value"] == 1
+    assert from_agents["alpha"]["components"]["alerts"]["value"] == 0
+    assert from_health["beta"] == from_agents["beta"] == from_overview["beta"]
+    assert from_health["alpha"] == from_agents["alpha"] == from_overview["alpha"]
+    assert scoped["health"] == from_agents["beta"]
+    assert "1 alert(s) firing" in from_health["beta"]["reasons"]
+    # The overview lists the firing alert, for everyone and for beta, not for alpha.
+    assert [a["agent"] for a in overview["alerts"]["items"]] == ["beta"]
+    assert scoped["alerts"]["firing"] == 1 and scoped["alerts"]["items"][0]["rule"] == "beta only"
+    alpha = server.get("/api/v1/overview", params={**window, "agent": "alpha"}).json()
+    assert alpha["alerts"] == {"firing": 0, "items": []}
+    assert alpha["health"]["components"]["alerts"]["value"] == 0
+
+
+def test_agents_sparklines_cover_every_agent(server: RunningServer) -> None:
+    now = time.time_ns()
+    spans: list = []
+    for i in range(25):  # more agents than a grouped time series keeps (20)
+        for j in range(i % 3 + 1):
+            spans += _trace(
+                0x30_0000 + i * 10 + j,
+                agent=f"agent-{i:02d}",
+                model="m",
+                start_ns=now - (5 + j) * 60 * NS,
+                ms=50,
+            )
+    _send(server, spans)
+    plain = server.get("/api/v1/agents", params={"window": "1h"}).json()
+    assert "sparkline" not in plain and "sparkline" not in plain["items"][0]
+    data = server.get("/api/v1/agents", params={"window": "1h", "sparkline": "true"}).json()
+    spark = data["sparkline"]
+    assert spark["interval_seconds"] == 60 and spark["points"] in (60, 61)
+    assert len(data["items"]) == 25
+    for row in data["items"]:
+        assert len(row["sparkline"]) == spark["points"]
+        assert sum(row["sparkline"]) == row["requests"] == int(row["agent"][-2:]) % 3 + 1
+    week = server.get("/api/v1/agents", params={"window": "7d", "sparkline": "true"}).json()
+    assert week["sparkline"]["interval_seconds"] == 3 * 3600
+    assert all(sum(r["sparkline"]) == r["requests"] for r in week["items"])
+
+
+def test_health_alert_thresholds_come_from_the_settings(make_server: ServerFactory) -> None:
+    """PHAROS_HEALTH_ALERTS_WARNING/CRITICAL reach /health, /overview and /agents alike: with a
+    warning threshold of 1, one firing alert costs an agent nothing."""
+    server = make_server(health_alerts_warning=1, health_alerts_critical=3)
+    now = time.time_ns()
+    _send(server, _trace(0x40_0000, agent="solo", model="m", start_ns=now - 5 * 60 * NS, ms=900))
+    rule = server.post(
+        "/api/v1/alerts/rules",
+        json={"name": "slow", "expression": "p99(latency, 1h) > 100 by agent", "severity": "error"},
+    )
+    assert rule.status_code == 201, rule.text
+    assert server.post("/api/v1/alerts/evaluate").json()["errors"] == []
+    window = {"window": "1h"}
+    agents = {
+        a["agent"]: a["health"] for a in server.get("/api/v1/agents", params=window).json()["items"]
+    }
+    health = {a["agent"]: a for a in server.get("/api/v1/health", params=window).json()["agents"]}
+    overview = server.get("/api/v1/overview", params=window).json()
+    for h in (agents["solo"], health["solo"], overview["top_agents"][0]["health"]):
+        assert h["components"]["alerts"]["value"] == 1
+        assert h["components"]["alerts"]["score"] == 1.0, h

@@ -236,3 +236,117 @@ def test_bad_requests_are_clear(
         resp = client.request(method, path, params=params)
     assert resp.status_code == status, resp.text
     assert says in resp.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("order", ["spans_first", "logs_first"])
+def test_a_failure_on_a_span_and_logged_in_it_counts_once(
+    server: RunningServer, order: str
+) -> None:
+    """The usual instrumentation: the SDK records the exception on the span and the code logs
+    it with logger.exception inside that span. One failure, one occurrence, whichever signal
+    arrives first and in separate requests (the real OTel SDK and OTLP exporters)."""
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    resource = Resource.create({"service.name": "billing-svc"})
+    finished_spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider.add_span_processor(SimpleSpanProcessor(finished_spans))
+    tracer = tracer_provider.get_tracer("test")
+    finished_logs = InMemoryLogRecordExporter()
+    log_provider = LoggerProvider(resource=resource)
+    log_provider.add_log_record_processor(SimpleLogRecordProcessor(finished_logs))
+    logger = logging.getLogger(f"pharos-dedup-{uuid.uuid4().hex[:8]}")
+    logger.propagate = False
+    logger.addHandler(LoggingHandler(logger_provider=log_provider))
+
+    for i in range(4):
+        with (
+            tracer.start_as_current_span(
+                "invoke_agent billing", attributes={"gen_ai.agent.name": "billing"}
+            ),
+            tracer.start_as_current_span("execute_tool charge", record_exception=False) as s,
+        ):
+            tries = 2 if i == 3 else 1  # run 3 fails twice in its span, logged once
+            for attempt in range(tries):
+                try:
+                    raise TimeoutError(f"charge {i}.{attempt} timed out after {i + 2}s")
+                except TimeoutError as exc:
+                    s.record_exception(exc)
+                    if attempt == tries - 1:
+                        logger.exception("charging the card failed")
+    try:  # the same failure outside any span: nothing else reports it, it counts
+        raise TimeoutError("charge 9 timed out after 30s")
+    except TimeoutError:
+        logger.exception("charging the card failed (batch job)")
+    spans_ = finished_spans.get_finished_spans()
+    logs_ = finished_logs.get_finished_logs()
+    assert len(logs_) == 5 and all(r.log_record.span_id for r in logs_[:4])
+
+    span_exporter = OTLPSpanExporter(endpoint=f"{server.url}/v1/traces")
+    log_exporter = OTLPLogExporter(endpoint=f"{server.url}/v1/logs")
+    sends = [
+        lambda: span_exporter.export(spans_[:4]),  # two runs
+        lambda: span_exporter.export(spans_[4:]),  # two more, in another request
+        lambda: log_exporter.export(logs_[:2]),
+        lambda: log_exporter.export(logs_[2:]),
+    ]
+    if order == "logs_first":
+        sends = sends[2:] + sends[:2]
+    for send in sends:
+        assert send().name == "SUCCESS"
+    tracer_provider.shutdown()
+    log_provider.shutdown()
+
+    (group,) = _errors(server, window="1h")
+    assert group["type"] == "TimeoutError"
+    # runs 0-2: 1 each; run 3: two failures (two events, one log) = 2; the batch job: 1
+    assert group["count"] == 6 and group["total_count"] == 6
+    detail = server.get(f"/api/v1/errors/{group['fingerprint']}", params={"window": "1h"}).json()
+    assert sum(detail["occurrences"]) == 6
+    assert detail["by_agent"] == {"billing": 5, "billing-svc": 1}
+    assert sorted(group["agents"]) == ["billing", "billing-svc"]
+    assert [(g["count"]) for g in _errors(server, window="1h", agent="billing-svc")] == [1]
+    # A resend of everything counts nothing again.
+    for send in sends:
+        assert send().name == "SUCCESS"
+    assert _errors(server, window="1h")[0]["count"] == 6
+
+
+def test_logs_without_their_spans_counterpart_keep_counting(server: RunningServer) -> None:
+    """Hand-made: an ERROR log in a span whose exception differs (another fingerprint), and a
+    span with no exception event, each stay one occurrence of their own."""
+    t = time.time_ns() - 5 * S
+    exc = _exception_span(0xD1, t, "quota exceeded for key 7")
+    plain = span(0xD2, 1, name="step", attrs={"gen_ai.agent.name": "planner"})
+    plain.start_time_unix_nano, plain.end_time_unix_nano = t, t + 1000
+    _send(server, exc, plain)
+    other_error = log_record(
+        "retrying",
+        level="error",
+        time_ns=t + 600,
+        trace=0xD1,
+        span_id=1,
+        attrs={"exception.type": "ToolError", "exception.message": "connection reset by peer"},
+    )
+    same_error = log_record(
+        "it failed",
+        level="error",
+        time_ns=t + 700,
+        trace=0xD1,
+        span_id=1,
+        attrs={"exception.type": "ToolError", "exception.message": "quota exceeded for key 9"},
+    )
+    in_plain_span = log_record(
+        "quota exceeded for key 3", level="error", time_ns=t + 800, trace=0xD2, span_id=1
+    )
+    body = logs_request([other_error, same_error, in_plain_span], service="planner-svc")
+    resp = server.post("/v1/logs", content=body.SerializeToString(), headers=PROTOBUF)
+    assert resp.status_code == 200, resp.text
+    counts = {(g["type"], g["message"]): g["count"] for g in _errors(server, window="1h")}
+    assert counts == {
+        ("ToolError", "quota exceeded for key <n>"): 1,  # the event and its log: one
+        ("ToolError", "connection reset by peer"): 1,
+        (None, "quota exceeded for key <n>"): 1,  # no exception.type: log:error
+    }

@@ -140,10 +140,11 @@ def test_report_figures_are_the_apis(make_server: ServerFactory) -> None:
     assert budget["name"] == "checkout daily"
     assert budget["spend_usd"] == pytest.approx(100 * PER_CALL_USD)
     assert budget["limit_usd"] == 1.0 and budget["status"] in ("ok", "warning", "critical")
-    assert r["alerts"]["fired"] == 1
-    assert r["alerts"]["by_rule"] == [
-        {"rule": "Errors", "severity": "critical", "fired": 1, "agents": ["checkout"]}
-    ]
+    # The budget's built-in warning fires too when its forecast reaches the limit (which depends
+    # on the hour of the day: the rest of the day at the current rate).
+    rules = [x for x in r["alerts"]["by_rule"] if x["rule"] != "budget:checkout daily"]
+    assert rules == [{"rule": "Errors", "severity": "critical", "fired": 1, "agents": ["checkout"]}]
+    assert r["alerts"]["fired"] == 1 + (budget["status"] == "critical")
     [slo] = r["slos"]
     assert (slo["name"], slo["attainment"], slo["met"]) == ("checkout-success", 97.0, False)
     [target] = r["targets"]  # search has no SLO: held against the default targets

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, func, insert, select
 from typer.testing import CliRunner
 
 from pharos.cli import app
-from pharos.server.db.engine import make_engine
+from pharos.server.db.engine import make_engine, writing
 from pharos.server.db.schema import (
     alert_events,
     error_occurrences,
@@ -21,13 +21,18 @@ from pharos.server.db.schema import (
     metric_points,
     metric_series,
     outbox,
+    rollups_1d,
     rollups_1h,
     rollups_1m,
     spans,
     traces,
 )
+from pharos.server.ops.job import RetentionJob
+from pharos.server.ops.retention import plan
+from pharos.server.settings import Settings
 from tests.browser import seed
 from tests.conftest import RunningServer, ServerFactory
+from tests.log_helpers import log_record, logs_request
 
 runner = CliRunner()
 NS = 1_000_000_000
@@ -241,5 +246,149 @@ def test_background_job_prunes_and_reports(make_server: ServerFactory, db_url: s
         assert leader["deleted"]["traces"] == 2
         assert leader["deleted"]["spans"] == 2 * RUN_SPANS
         assert leader["failures"] == 0 and leader["job"] == "running"
+    finally:
+        engine.dispose()
+
+
+# --- several batches -----------------------------------------------------------------------
+
+BATCH = 100  # the smallest PHAROS_RETENTION_BATCH_ROWS: a trace batch is BATCH // 10 traces
+
+
+def _post_logs(server: RunningServer, bodies_and_times: list[tuple[str, int]]) -> None:
+    for start in range(0, len(bodies_and_times), 100):
+        records = [log_record(b, time_ns=t) for b, t in bodies_and_times[start : start + 100]]
+        resp = server.post(
+            "/v1/logs",
+            content=logs_request(records).SerializeToString(),
+            headers={"content-type": "application/x-protobuf"},
+        )
+        assert resp.status_code == 200, resp.text
+
+
+def _rollup_keys(engine: Engine, table: Any) -> set[tuple[Any, ...]]:
+    t = table.c
+    return set(_rows(engine, select(t.bucket_start, t.agent, t.model, t.kind, t["count"])))
+
+
+def test_retention_prunes_in_many_small_batches(make_server: ServerFactory, db_url: str) -> None:
+    """With the smallest batch (100 rows), every signal needs several batches: each batch
+    deletes at most its share, exactly the old rows go, the new ones and the coarse rollups
+    stay, and long-range numbers are still right once the raw rows and minute rollups are
+    gone."""
+    server = make_server(retention_enabled=False)
+    engine = make_engine(db_url)
+    try:
+        now = time.time_ns()
+        # 120 old runs, 20 days ago, each in its own minute (many minute-rollup rows), sent
+        # ten runs a request; 5 new runs.
+        old: list[str] = []
+        for first in range(0, 120, 10):
+            runs = [
+                seed.agent_run("old-agent", steps=2, ago_s=20 * DAY + i * 60)
+                for i in range(first, first + 10)
+            ]
+            spans_ = [s for _, run in runs for s in run]
+            resp = server.post(
+                "/v1/traces",
+                content=seed.request(spans_),
+                headers={"content-type": "application/x-protobuf"},
+            )
+            assert resp.status_code == 200, resp.text
+            old += [trace_id.hex() for trace_id, _ in runs]
+        new = _post_runs(server, "new-agent", 5, ago_s=60)
+        # 350 logs older than the 24 h retention, 20 fresh ones.
+        _post_logs(server, [(f"old line {i}", now - 30 * 3600 * NS - i * NS) for i in range(350)])
+        _post_logs(server, [(f"fresh line {i}", now - i * NS) for i in range(20)])
+        # 250 metric points older than 7 days (of one series seen lately), 10 new.
+        with writing(engine).begin() as conn:
+            conn.execute(
+                insert(metric_series).values(
+                    series_key="busy",
+                    name="queue.depth",
+                    type="gauge",
+                    temporality="",
+                    monotonic=False,
+                    unit="",
+                    description="",
+                    agent="a",
+                    attributes="{}",
+                    resource="{}",
+                    first_seen_ns=now - 9 * DAY * NS,
+                    last_seen_ns=now,
+                )
+            )
+            conn.execute(
+                insert(metric_points),
+                [
+                    {"series_key": "busy", "time_ns": now - 8 * DAY * NS - i * NS, "value": 1.0}
+                    for i in range(250)
+                ]
+                + [
+                    {"series_key": "busy", "time_ns": now - i * NS, "value": 2.0} for i in range(10)
+                ],
+            )
+
+        settings = Settings(database_url=db_url, retention_batch_rows=BATCH)
+        cut = {t.table: t.cutoff for t in plan(settings, time.time_ns())}
+        old_minutes = _count(engine, rollups_1m, rollups_1m.c.bucket_start < cut["rollups_1m"])
+        assert old_minutes > 2 * BATCH  # several batches of minute rollups too
+        hours_before = _rollup_keys(engine, rollups_1h)
+        days_before = _rollup_keys(engine, rollups_1d)
+        new_minutes = _rollup_keys(engine, rollups_1m) - {
+            k for k in _rollup_keys(engine, rollups_1m) if k[0] < cut["rollups_1m"]
+        }
+        assert _requests(server, "30d") == 125
+
+        job = RetentionJob(
+            engine, settings, interval_seconds=300, batch_rows=settings.retention_batch_rows
+        )
+        done = {r.target.table: r for r in job.run_once()}
+        assert job.leader
+
+        def batches(rows: int, per_batch: int) -> int:
+            return -(-rows // per_batch)
+
+        traces_done = done["traces"]
+        assert (traces_done.rows, traces_done.spans) == (120, 120 * RUN_SPANS)
+        assert traces_done.batches == batches(120, BATCH // 10) == 12
+        assert (done["logs"].rows, done["logs"].batches) == (350, 4)
+        assert (done["metric_points"].rows, done["metric_points"].batches) == (250, 3)
+        assert done["rollups_1m"].rows == old_minutes
+        assert done["rollups_1m"].batches == batches(old_minutes, BATCH)
+        for table in ("metric_series", "rollups_1h", "rollups_1d", "llm_usage_daily"):
+            assert (done[table].rows, done[table].batches) == (0, 0), table
+        assert job.deleted["spans"] == 120 * RUN_SPANS
+
+        # Exactly the old rows went.
+        assert {r for (r,) in _rows(engine, select(traces.c.trace_id))} == set(new)
+        assert {r for (r,) in _rows(engine, select(spans.c.trace_id).distinct())} == set(new)
+        assert _count(engine, spans) == 5 * RUN_SPANS
+        bodies = {r for (r,) in _rows(engine, select(logs.c.body))}
+        assert bodies == {f"fresh line {i}" for i in range(20)}
+        assert {v for (v,) in _rows(engine, select(metric_points.c.value))} == {2.0}
+        assert _count(engine, metric_points) == 10
+        assert _rollup_keys(engine, rollups_1m) == new_minutes
+        # The coarse rollups outlive the raw data, row for row.
+        assert _rollup_keys(engine, rollups_1h) == hours_before
+        assert _rollup_keys(engine, rollups_1d) == days_before
+        assert _requests(server, "30d") == 125
+        series = server.get(
+            "/api/v1/metrics/timeseries",
+            params={"metric": "requests", "window": "30d", "interval": "1d"},
+        ).json()
+        assert sum(v or 0 for v in series["series"][0]["values"]) == 125
+        assert _requests(server, "1h") == 5
+        if engine.dialect.name == "sqlite":  # the full-text index followed every batch
+            with engine.begin() as conn:
+                conn.exec_driver_sql("INSERT INTO logs_fts(logs_fts) VALUES ('integrity-check')")
+                hits = conn.exec_driver_sql(
+                    "SELECT count(*) FROM logs_fts WHERE logs_fts MATCH 'line'"
+                ).scalar_one()
+            assert hits == 20
+
+        # Nothing is left to prune: one empty pass, no batch.
+        again = job.run_once()
+        assert all((r.rows, r.batches) == (0, 0) for r in again)
     finally:
         engine.dispose()

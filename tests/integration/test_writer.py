@@ -14,7 +14,7 @@ from pharos.server.db.engine import make_writer_engine
 from pharos.server.db.migrate import upgrade
 from pharos.server.db.schema import spans, traces
 from pharos.server.ingest.normalize import Limits, SpanRecord, normalize_traces
-from pharos.server.ingest.writer import GroupCommitWriter
+from pharos.server.ingest.writer import GroupCommitWriter, _Job
 from tests.conftest import ServerFactory
 from tests.otlp_helpers import PROTOBUF, request, span
 
@@ -209,3 +209,125 @@ def test_rollups_of_every_resolution_agree_across_transactions(db_url: str) -> N
             ).one()
             assert (count, errors) == (4, 1), table.name
     engine.dispose()
+
+
+def _table_rows(engine: object, table: object, drop: tuple[str, ...]) -> list[tuple[object, ...]]:
+    from sqlalchemy import Engine, Table
+
+    assert isinstance(engine, Engine) and isinstance(table, Table)
+    import orjson
+
+    cols = [c for c in table.c if c.name not in drop]
+
+    def canonical(row: tuple[object, ...]) -> tuple[object, ...]:
+        # Sums of float durations depend on the order they were added in (by request or by
+        # group), histograms are the same whatever the order of their keys.
+        return tuple(
+            round(v, 6)
+            if isinstance(v, float)
+            else sorted(orjson.loads(v).items())
+            if c.name == "histogram" and isinstance(v, str)
+            else v
+            for c, v in zip(cols, row, strict=True)
+        )
+
+    with engine.connect() as conn:
+        rows = [canonical(tuple(r)) for r in conn.execute(select(*cols))]
+    return sorted(rows, key=lambda r: tuple(str(v) for v in r))
+
+
+def test_deltas_derived_when_parsed_give_the_same_tables_as_the_writer_computing_them(
+    db_url: str, tmp_path: object
+) -> None:
+    """ingest/derive.py: requests parsed with their pricing, summary rows and rollup deltas
+    (what ingest workers do) end in exactly the tables the writer produces computing them
+    itself — including the cases where it must not use them: a resend, a trace split over
+    requests of one group, spans given their parent's agent at store time."""
+    from pathlib import Path
+
+    from pharos.server.cost.book import CostHook, PriceBook, price_records
+    from pharos.server.demo import demo_requests
+    from pharos.server.ingest.derive import derive
+    from tests.conftest import postgres_database
+
+    requests = list(demo_requests(400, seed=3, max_spans=97))  # traces split over requests
+    agent = {"gen_ai.agent.name": "parent-agent", "gen_ai.operation.name": "invoke_agent"}
+    parent = request([span(0xABC, 1, attrs=agent)])
+    llm = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": "gpt-4o",
+        "gen_ai.usage.input_tokens": 1200,
+        "gen_ai.usage.output_tokens": 300,
+    }
+    orphans = request([span(0xABC, 2, 1, attrs=llm), span(0xABC, 3, 2)], service="child-service")
+    # The parent again with a new child below it (in the request): one duplicate, no orphan.
+    resend = request([span(0xABC, 1, attrs=agent), span(0xABC, 9, 1, attrs=llm)])
+    mixed = type(requests[0])()  # a request resent with new spans added: some duplicates
+    mixed.CopyFrom(requests[0])
+    mixed.resource_spans.extend(request([span(0xDEF, 1, attrs=agent)]).resource_spans)
+
+    def ingest(url: str, derived: bool) -> None:
+        upgrade(url)
+        engine = make_writer_engine(url)
+        writer = GroupCommitWriter(engine)
+        book = PriceBook(None)
+        writer.cost = CostHook(book, engine.dialect.name)
+        loop = asyncio.new_event_loop()
+
+        def job(req: object) -> _Job:
+            batch = normalize_traces(req, Limits())  # type: ignore[arg-type]
+            if derived:
+                derive(batch, lambda records: price_records(book, records), book.version)
+            return _Job(batch.spans, loop, loop.create_future(), derived=batch.derived)
+
+        # The writer's transactions, in fixed groups (its thread groups whatever is queued):
+        # groups of three requests, a group resending five, a resend with new spans, then a
+        # parent, its children (an LLM call taking its agent) and a resend of it with a new child.
+        groups = [[job(r) for r in requests[i : i + 3]] for i in range(0, len(requests), 3)]
+        groups.append([job(r) for r in requests[:5]])
+        groups.append([job(mixed), job(requests[6])])
+        groups += [[job(parent)], [job(orphans)], [job(resend)]]
+        try:
+            for group in groups:
+                writer._transaction(group)
+        finally:
+            loop.close()
+            engine.dispose()
+
+    ingest(db_url, derived=True)
+    if db_url.startswith("sqlite"):
+        other = f"sqlite:///{Path(str(tmp_path)) / 'computed.db'}"
+        ingest(other, derived=False)
+        compare(db_url, other)
+    else:
+        with postgres_database() as other:
+            ingest(other, derived=False)
+            compare(db_url, other)
+
+
+def compare(url: str, other: str) -> None:
+    from sqlalchemy import create_engine
+
+    from pharos.server.db.engine import normalise_url
+    from pharos.server.db.schema import ROLLUP_TABLES, llm_usage_daily
+
+    a, b = create_engine(normalise_url(url)), create_engine(normalise_url(other))
+    try:
+        checks = [(spans, ("id",)), (traces, ("updated_ns",)), (llm_usage_daily, ())]
+        checks += [(t, ()) for t in ROLLUP_TABLES.values()]
+        for table, drop in checks:
+            left, right = _table_rows(a, table, drop), _table_rows(b, table, drop)
+            assert left, table.name
+            assert left == right, table.name
+        with a.connect() as conn:
+            agents = conn.execute(
+                select(spans.c.agent).where(spans.c.trace_id == f"{0xABC:032x}")
+            ).scalars()
+            assert set(agents) == {"parent-agent"}
+            priced = conn.execute(
+                select(func.count()).select_from(spans).where(spans.c.cost_nanousd > 0)
+            ).scalar_one()
+            assert priced > 0
+    finally:
+        a.dispose()
+        b.dispose()

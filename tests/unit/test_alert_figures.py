@@ -254,6 +254,7 @@ def groups_alone(
     return [dict(zip(by, k, strict=True)) for k in sorted(keys)]
 
 
+BUDGETS = [Budget(None), Budget(None, forecast=True), Budget("a"), Budget("b", forecast=True)]
 BY = st.sampled_from([(), ("agent",), ("model",), ("agent", "model"), ("model", "agent")])
 WINDOW_ROWS = st.fixed_dictionaries({w: st.lists(rollup_rows(), max_size=14) for w in WINDOWS})
 
@@ -261,7 +262,9 @@ WINDOW_ROWS = st.fixed_dictionaries({w: st.lists(rollup_rows(), max_size=14) for
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     WINDOW_ROWS,
-    st.lists(st.tuples(conditions(series() | st.just(Budget(None))), BY), min_size=1, max_size=6),
+    st.lists(
+        st.tuples(conditions(series() | st.sampled_from(BUDGETS)), BY), min_size=1, max_size=6
+    ),
     st.lists(st.sampled_from(("a", "d")), max_size=2, unique=True),
 )
 def test_shared_figures_equal_each_rule_alone(
@@ -269,8 +272,12 @@ def test_shared_figures_equal_each_rule_alone(
     rules: list[tuple[Node, tuple[str, ...]]],
     agents: list[str],
 ) -> None:
-    budgets = {None: 0.5, "a": 0.9, "b": None}
-    figures = Figures(rows, slos=SLOS, cache=HistogramCache(), budget=budgets.get)
+    budgets = {(None, False): 0.5, ("a", False): 0.9, ("a", True): 1.2, ("b", True): 0.3}
+
+    def burn(agent: str | None, forecast: bool) -> Value:
+        return budgets.get((agent, forecast))
+
+    figures = Figures(rows, slos=SLOS, cache=HistogramCache(), budget=burn)
     for node, by in rules:
         leaves: list[Series | Budget] = []
         _collect(node, leaves)
@@ -285,7 +292,7 @@ def test_shared_figures_equal_each_rule_alone(
                 return alone(rows, s, g)
 
             def budget(b: Budget, g: Mapping[str, str] = group) -> Value:
-                return budgets.get(b.agent if b.agent is not None else g.get("agent"))
+                return burn(b.agent if b.agent is not None else g.get("agent"), b.forecast)
 
             assert same(got[i], evaluate(node, value, budget))
             for leaf in leaves:

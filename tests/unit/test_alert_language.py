@@ -75,6 +75,31 @@ def test_budget_burn_and_groups() -> None:
     assert rule.series == [Series("requests", 300, "a", "gpt-4.1")]
 
 
+def test_budget_forecast_burn() -> None:
+    rule = parse('budget_forecast_burn(agent="x") > 1 and budget_burn(agent="x") < 0.5')
+    assert rule.expr.left.left == Budget("x", forecast=True)  # type: ignore[union-attr]
+    assert rule.expr.right.left == Budget("x")  # type: ignore[union-attr]
+    assert parse("budget_forecast_burn() >= 1 by agent").by == ("agent",)
+    for bad in ("budget_forecast_burn(1h) > 1", 'budget_forecast_burn(model="m") > 1'):
+        with pytest.raises(RuleSyntaxError, match="usage: budget_forecast_burn"):
+            parse(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "agent"),
+    [
+        ('budget_burn(agent="x") > 0.8', "x"),
+        ('p95(latency, 5m, agent="x") > 1 and budget_forecast_burn(agent="x") > 1', "x"),
+        ('slo_burn(agent="x", 1h) > 14.4', "x"),
+        ('budget_burn(agent="x") > 0.8 or budget_burn(agent="y") > 0.8', None),
+        ("budget_burn() > 0.8", None),
+        ("error_rate(5m) > 5 by agent", None),
+    ],
+)
+def test_the_one_agent_a_rule_names(text: str, agent: str | None) -> None:
+    assert parse(text).named_agent == agent
+
+
 @pytest.mark.parametrize(
     ("text", "message", "column"),
     [

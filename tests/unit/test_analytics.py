@@ -189,6 +189,28 @@ def test_health_scoring() -> None:
     assert custom["status"] == "healthy"
 
 
+def test_firing_alerts_degrade_health_only_past_the_warning_threshold() -> None:
+    def alerts(firing: int, t: HealthThresholds) -> dict[str, object]:
+        out = health(
+            requests=10, error_rate=0, p99_ms=10, firing_alerts=firing, thresholds=t, window="1h"
+        )
+        component: dict[str, object] = out["components"]["alerts"]
+        return {**component, "health": out["status"], "reasons": out["reasons"]}
+
+    default = HealthThresholds()  # warning 0: the first firing alert already degrades
+    assert alerts(1, default)["score"] == round(2 / 3, 3)
+    assert alerts(1, default)["health"] == "degraded"
+    tolerant = HealthThresholds(alerts_warning=2, alerts_critical=6)
+    two = alerts(2, tolerant)
+    assert (two["score"], two["status"], two["health"]) == (1.0, "healthy", "healthy")
+    assert two["reasons"] == [] and two["warning"] == 2
+    four = alerts(4, tolerant)
+    assert four["score"] == 0.5 and four["status"] == "degraded"  # halfway from 2 to 6
+    assert four["reasons"] == ["4 alert(s) firing"]
+    six = alerts(6, tolerant)
+    assert six["score"] == 0.0 and six["status"] == "critical" and six["health"] == "critical"
+
+
 def test_stored_histograms_merge_from_the_parse_cache_within_a_memory_bound() -> None:
     """Dashboards re-read rollup rows whose texts change with every commit (the current hour
     and day), so the parse cache fills up: what it holds per entry must stay small."""

@@ -14,6 +14,7 @@ from pharos.server.cost.prices import (
     call_cost_nanousd,
     match_model,
     micro_to_usd,
+    normalize_model_name,
     usd_to_micro,
 )
 
@@ -79,6 +80,86 @@ ALIASES = {"prod-gpt4o": "gpt-4o", "eu-cheap": "gpt-4o-mini-2024-07-18"}
         ("PROD-GPT4O", "gpt-4o"),
         ("azure/prod-gpt4o", "gpt-4o"),
         ("eu-cheap", "gpt-4o-mini"),
+        # Llama 3 without a minor version is not read as 3.x (llama-3-70b was llama-3.70b)
+        ("llama-3-70b", "llama-3-70b"),
+        ("meta-llama/Meta-Llama-3-70B-Instruct", "llama-3-70b"),
+        ("Meta-Llama-3-8B-Instruct", "llama-3-8b"),
+        ("meta-llama/Llama-3-70b-chat-hf", "llama-3-70b"),  # Together
+        ("meta-llama/llama-3-70b-instruct", "llama-3-70b"),  # OpenRouter
+        ("meta.llama3-70b-instruct-v1:0", "llama-3-70b"),  # Bedrock
+        ("llama3-70b-8192", "llama-3-70b-8192"),  # Groq
+        ("groq/llama3-8b-8192", "llama-3-8b-8192"),
+        ("llama-2-70b-chat", None),  # not llama-2.70b, and not priced
+        ("meta.llama3-1-8b-instruct-v1:0", "llama-3.1-8b"),
+        # more Bedrock ids (cross-region prefixes, versions; Cohere's are older snapshots)
+        ("anthropic.claude-3-5-sonnet-20240620-v1:0", "claude-3-5-sonnet"),
+        ("eu.anthropic.claude-3-7-sonnet-20250219-v1:0", "claude-3-7-sonnet"),
+        ("global.anthropic.claude-sonnet-4-5-20250929-v1:0", "claude-sonnet-4-5"),
+        ("anthropic.claude-3-haiku-20240307-v1:0", "claude-3-haiku"),
+        ("mistral.mistral-large-2407-v1:0", "mistral-large"),
+        ("cohere.command-r-plus-v1:0", "command-r-plus-04-2024"),
+        ("cohere.command-r-v1:0", "command-r-03-2024"),
+        ("cohere.embed-english-v3", "embed-english-v3.0"),
+        # Azure OpenAI model names (deployment names need an alias, see above)
+        ("gpt-35-turbo", "gpt-3.5-turbo"),
+        ("gpt-35-turbo-0125", "gpt-3.5-turbo"),
+        ("azure/gpt-35-turbo", "gpt-3.5-turbo"),
+        ("gpt-35-turbo-instruct", "gpt-3.5-turbo-instruct"),
+        ("azure/gpt-4o-2024-08-06", "gpt-4o"),
+        ("my-gpt-4o-deployment", None),
+        # OpenAI models that are not their family: ChatGPT's own, realtime and audio
+        ("chatgpt-4o-latest", "chatgpt-4o-latest"),
+        ("openai/chatgpt-4o-latest", "chatgpt-4o-latest"),
+        ("gpt-4o-realtime-preview", None),
+        ("gpt-4o-realtime-preview-2024-12-17", None),
+        ("gpt-4o-mini-realtime-preview", None),
+        ("gpt-4o-audio-preview-2024-12-17", None),
+        ("gpt-4o-mini-tts", None),
+        ("gpt-4o-transcribe", None),
+        ("gemini-2.5-flash-preview-tts", None),
+        ("gemini-2.5-flash-image-preview", None),
+        ("gpt-3.5-turbo-instruct-0914", "gpt-3.5-turbo-instruct"),
+        # OpenRouter names
+        ("openai/gpt-4o-mini", "gpt-4o-mini"),
+        ("openai/gpt-4o-2024-11-20", "gpt-4o"),
+        ("anthropic/claude-3.5-sonnet:beta", "claude-3-5-sonnet"),
+        ("google/gemini-2.0-flash-001", "gemini-2.0-flash"),
+        ("deepseek/deepseek-chat", "deepseek-chat"),
+        ("qwen/qwen-max", "qwen-max"),
+        ("cohere/command-r-plus-08-2024", "command-r-plus"),
+        # DeepSeek, Qwen (Alibaba Cloud Model Studio), Cohere
+        ("deepseek-chat", "deepseek-chat"),
+        ("DeepSeek-Reasoner", "deepseek-reasoner"),
+        ("qwen-max", "qwen-max"),
+        ("qwen-max-2025-01-25", "qwen-max"),
+        ("qwen-plus-latest", "qwen-plus"),
+        ("qwen-turbo-2024-11-01", "qwen-turbo"),
+        ("qwen2.5-72b-instruct", "qwen2.5-72b-instruct"),
+        ("Qwen/Qwen2.5-72B-Instruct", "qwen2.5-72b-instruct"),
+        ("dashscope/qwen-plus", "qwen-plus"),  # LiteLLM
+        ("command-r", "command-r"),
+        ("command-r-08-2024", "command-r"),
+        ("command-r-03-2024", "command-r-03-2024"),
+        ("command-r-plus", "command-r-plus"),
+        ("command-r-plus-08-2024", "command-r-plus"),
+        ("command-r-plus-04-2024", "command-r-plus-04-2024"),
+        ("command-r7b-12-2024", "command-r7b"),
+        ("command-a-03-2025", "command-a"),
+        ("embed-english-v3.0", "embed-english-v3.0"),
+        ("embed-multilingual-v3.0", "embed-multilingual-v3.0"),
+        ("embed-english-light-v3.0", None),
+        # Ollama tags are local models: priced only by an entry of your own (exact name)
+        ("llama3.1:70b", None),
+        ("llama3:8b", None),
+        ("llama3.1:70b-instruct-q4_K_M", None),
+        ("ollama/llama3.1:70b", None),
+        ("mistral-small:24b", None),
+        ("codestral:22b", None),
+        ("qwen2.5:72b", None),
+        ("mixtral:8x7b", None),
+        ("llama3.1:latest", None),
+        ("ollama/mistral-small", None),  # LiteLLM's Ollama provider
+        ("ollama_chat/gpt-4o", None),
         # not a price: unknown, or a prefix that is not at a name boundary
         ("my-private-llm", None),
         ("gpt-4.5-preview", None),  # "gpt-4" followed by "." is not gpt-4
@@ -88,15 +169,58 @@ ALIASES = {"prod-gpt4o": "gpt-4o", "eu-cheap": "gpt-4o-mini-2024-07-18"}
     ],
 )
 def test_match_model(name: str, expected: str | None) -> None:
-    assert match_model(name, TABLE.history.keys(), ALIASES) == expected
+    """Through the table: its bundled aliases plus a user's (``PHAROS_MODEL_ALIASES``)."""
+    assert TABLE.with_overrides([], ALIASES).resolve(name) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "normalized"),
+    [
+        ("llama-3-70b", "llama-3-70b"),
+        ("meta-llama/Meta-Llama-3-70B-Instruct", "llama-3-70b-instruct"),
+        ("llama3-70b-8192", "llama-3-70b-8192"),
+        ("llama3-8b-8192", "llama-3-8b-8192"),
+        ("llama-2-13b-chat", "llama-2-13b-chat"),
+        ("llama3-1-70b", "llama-3.1-70b"),
+        ("llama-v3p1-8b-instruct", "llama-3.1-8b-instruct"),
+        ("Meta-Llama-3.1-405B-Instruct", "llama-3.1-405b-instruct"),
+        ("llama3.2", "llama-3.2"),
+        ("llama-3.2-1b", "llama-3.2-1b"),
+        ("gpt-35-turbo-16k", "gpt-3.5-turbo-16k"),
+        ("claude-3.7-sonnet", "claude-3-7-sonnet"),
+    ],
+)
+def test_normalize_model_name(name: str, normalized: str) -> None:
+    assert normalize_model_name(name) == normalized
+
+
+def test_local_models_take_a_price_of_your_own() -> None:
+    table = TABLE.with_overrides([("llama3.1:70b", Price(0, 0, None, 0, "override", 1))])
+    assert table.resolve("llama3.1:70b") == "llama3.1:70b"
+    assert table.resolve("LLAMA3.1:70b") == "llama3.1:70b"
+    assert table.resolve("llama3.1:8b") is None
+    aliased = TABLE.with_overrides([], {"llama3.1:8b": "llama-3.1-8b"})
+    assert aliased.resolve("llama3.1:8b") == "llama-3.1-8b"
+
+
+def test_bundled_aliases_resolve_and_yours_win() -> None:
+    assert TABLE.aliases  # Bedrock's Cohere ids
+    for name, target in TABLE.aliases.items():
+        assert TABLE.resolve(target) is not None, (name, target)
+    mine = TABLE.with_overrides([], {"cohere.command-r-v1:0": "command-r", "x": "gpt-4o"})
+    assert mine.resolve("cohere.command-r-v1:0") == "command-r"
+    assert mine.resolve("cohere.command-r-plus-v1:0") == "command-r-plus-04-2024"
+    assert mine.resolve("x") == "gpt-4o"
 
 
 def test_every_bundled_entry_is_complete_and_dated() -> None:
     assert TABLE.as_of >= "2025-01-01"
+    vendors = {"openai", "anthropic", "google", "mistral", "meta", "deepseek", "alibaba", "cohere"}
     for key, prices in TABLE.history.items():
         assert key == key.lower()
         assert len(prices) == 1 and prices[0].effective_from_ns == 0
-        assert TABLE.vendors[key] in {"openai", "anthropic", "google", "mistral", "meta"}
+        assert TABLE.vendors[key] in vendors, key
+        assert match_model(key, TABLE.history.keys()) == key  # every entry matches itself
         cheaper = TABLE.cheaper.get(key)
         if cheaper is not None:  # a cheaper tier exists, and is cheaper
             assert cheaper in TABLE.history, (key, cheaper)

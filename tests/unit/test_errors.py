@@ -3,6 +3,8 @@ a group's row changes (counts, latest stack, agents, recent traces, regression).
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 
@@ -13,16 +15,19 @@ from pharos.server.ingest.exceptions import (
     RESOLVED,
     ErrorOccurrence,
     log_occurrences,
+    log_share,
     merge_group,
     minute_counts,
     new_group,
     occurrence,
+    occurrence_key,
     reopen,
     resolve,
     span_occurrences,
+    stood_for_by_spans,
 )
 from pharos.server.ingest.fingerprint import fingerprint, normalize_message
-from pharos.server.ingest.logs import normalize_logs
+from pharos.server.ingest.logs import error_fields, normalize_logs
 from pharos.server.ingest.normalize import Limits, normalize_traces
 from tests.log_helpers import log_record, logs_request
 
@@ -285,3 +290,88 @@ def test_error_logs_become_occurrences_grouped_by_level_without_a_type() -> None
     assert exc.trace_id == f"{5:032x}" and exc.agent == "svc"
     # The log's own fingerprint (computed at normalization) names the same group.
     assert [r.fingerprint for r in logs if r.fingerprint] == [o.fingerprint for o in occs]
+
+
+# --- one failure reported on its span and by a log counts once -------------------------------
+
+
+def _reported(source: str, span_id: str | None, t: int = T, trace: str | None = "t1") -> Any:
+    return occurrence(
+        "TimeoutError",
+        "timed out after 3s",
+        None,
+        source=source,
+        time_ns=t,
+        agent=source,
+        trace_id=trace,
+        span_id=span_id,
+    )
+
+
+@pytest.mark.parametrize(
+    ("events", "logs", "expected"), [(1, 1, 1), (2, 1, 2), (1, 2, 2), (2, 2, 2), (0, 3, 3)]
+)
+def test_each_identity_counts_max_of_events_and_logs_in_either_order(
+    events: int, logs: int, expected: int
+) -> None:
+    span_side = [_reported("span", "s1", T + i) for i in range(events)]
+    log_side = [_reported("log", "s1", T + 10 + i) for i in range(logs)]
+    key = occurrence_key(span_side[0] if span_side else log_side[0])
+    assert key is not None
+    # The span first: its events count, then the logs count only beyond them.
+    late_logs = log_share(log_side, {}, {key: events})
+    assert events + len(late_logs) == expected
+    # The logs first (they all count), then the span: its events count and take logs back.
+    taken = stood_for_by_spans(span_side, {key: log_side})
+    assert logs + events - len(taken) == expected
+    assert all(o.source == "log" for o in taken)
+    # Logs split over two requests after the span: the same total.
+    first = log_share(log_side[:1], {}, {key: events})
+    rest = log_share(log_side[1:], {key: 1}, {key: events})
+    assert events + len(first) + len(rest) == expected
+
+
+def test_occurrences_without_span_context_or_of_other_spans_always_count() -> None:
+    no_span = _reported("log", None)
+    no_trace = _reported("log", "s1", trace=None)
+    other_span = _reported("log", "s2")
+    span_event = _reported("span", "s1")
+    key = occurrence_key(span_event)
+    assert key == ("t1", "s1", span_event.fingerprint)
+    assert occurrence_key(no_span) is None and occurrence_key(no_trace) is None
+    assert log_share([no_span, no_trace, other_span], {}, {key: 5}) == [
+        no_span,
+        no_trace,
+        other_span,
+    ]
+    assert stood_for_by_spans([span_event], {occurrence_key(other_span): [other_span]}) == []
+
+
+def test_a_stored_error_log_gets_the_fingerprint_it_had_at_ingest() -> None:
+    record = log_record(
+        "charging failed",
+        level="error",
+        trace=5,
+        span_id=6,
+        attrs={"exception.type": "TimeoutError", "exception.message": "timed out after 3s"},
+    )
+    plain = log_record({"event": "db down", "code": 7}, level="fatal")
+    for r in normalize_logs(logs_request([record, plain]), Limits()).logs:
+        assert r.fingerprint is not None
+        stored = error_fields(orjson.loads(r.attributes), r.body, r.level)
+        assert stored == (r.exc_type, r.exc_message, r.stacktrace, r.fingerprint)
+        (found,) = log_occurrences([r])
+        assert (
+            found.span_id == r.span_id
+            and found.fingerprint
+            == occurrence(
+                stored[0],
+                stored[1],
+                stored[2],
+                source="log",
+                time_ns=r.time_ns,
+                agent=r.agent,
+                trace_id=r.trace_id,
+                group_key=f"log:{r.level}",
+            ).fingerprint
+        )

@@ -74,3 +74,29 @@ def test_dashboard_and_rules_cover_what_operators_need() -> None:
         "PharosDown",
         "PharosNoTraffic",
     } <= names
+
+
+def test_ingest_rejection_labels_stay_within_the_known_values() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from pharos.server.prometheus import REJECT_REASONS, SIGNALS, TRANSPORTS, IngestRejections
+
+    registry = CollectorRegistry(auto_describe=False)
+    counts = IngestRejections(registry)
+    counts.request("traces", "http", "too_large")
+    counts.request("traces", "http", "too_large")
+    counts.request("logs", "grpc", "a reason nobody planned")  # ignored, not a new series
+    counts.request("profiles", "http", "bad_request")
+    counts.items("metrics", "grpc", 3)
+    counts.items("metrics", "grpc", 0)
+    text = generate_latest(registry).decode()
+    series = [line for line in text.splitlines() if line.startswith("pharos_ingest_rejected")]
+    totals = [line for line in series if "_total{" in line]
+    # every combination exists from the start (rate() sees the first refusal), and no other
+    assert len(totals) == len(SIGNALS) * len(TRANSPORTS) * (len(REJECT_REASONS) + 1)
+    assert (
+        'pharos_ingest_rejected_total{reason="too_large",signal="traces",transport="http"} 2.0'
+        in series
+    )
+    assert 'pharos_ingest_rejected_items_total{signal="metrics",transport="grpc"} 3.0' in series
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in totals) == 5

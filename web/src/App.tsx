@@ -3,7 +3,7 @@ import { AuthGate } from "./components/AuthGate";
 import { LiveProvider, useFilters, useLive, useTheme } from "./hooks";
 import type { Mode } from "./live";
 import { useState } from "react";
-import { RANGES, carry, liveWindow, rangeSeconds } from "./query";
+import { RANGES, carry, liveWindow, rangeApplies, rangeSeconds } from "./query";
 import { OverviewPage } from "./pages/Overview";
 import { TracesPage } from "./pages/Traces";
 import { TracePage } from "./pages/Trace";
@@ -14,6 +14,8 @@ import { CostsPage } from "./pages/Costs";
 import { SettingsPage } from "./pages/Settings";
 import { LogsPage } from "./pages/Logs";
 import { ErrorGroupPage, ErrorsPage } from "./pages/Errors";
+import { AlertDetailPage } from "./pages/AlertDetail";
+
 
 const MODE_TEXT: Record<Mode, string> = {
   connecting: "Connecting…",
@@ -125,6 +127,7 @@ export function App() {
 
 function Dashboard({ signOut }: { signOut: (() => void) | null }) {
   const [filters] = useFilters();
+  const { pathname } = useLocation();
   const [theme, toggleTheme] = useTheme();
   return (
     <LiveProvider window={liveWindow(filters.range)}>
@@ -135,7 +138,7 @@ function Dashboard({ signOut }: { signOut: (() => void) | null }) {
         <Nav />
         <div className="main-col">
           <header className="topbar">
-            <RangePicker />
+            {rangeApplies(pathname) ? <RangePicker /> : <div />}
             <div className="topbar-right">
               <Connection />
               <button type="button" className="theme" onClick={toggleTheme} aria-label={`Switch to ${theme === "dark" ? "light" : "dark"} theme`}>
@@ -159,6 +162,7 @@ function Dashboard({ signOut }: { signOut: (() => void) | null }) {
               <Route path="/agents" element={<AgentsPage />} />
               <Route path="/agents/:agent" element={<AgentPage />} />
               <Route path="/alerts" element={<AlertsPage />} />
+              <Route path="/alerts/:alertId" element={<AlertDetailPage />} />
               <Route path="/costs" element={<CostsPage />} />
               <Route path="/settings" element={<SettingsPage />} />
               <Route path="*" element={<NotFound />} />

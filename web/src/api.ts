@@ -4,8 +4,23 @@
 export type Direction = "up" | "down" | "stable";
 export interface Trend {
   change_pct: number | null;
-  direction: Direction;
+  /** null when either window has no value (e.g. a latency with no requests). */
+  direction: Direction | null;
 }
+/** The figures the API gives a trend for (analytics/summary.py `_trend_values`). */
+export const TREND_KEYS = [
+  "requests",
+  "errors",
+  "error_rate",
+  "throughput",
+  "latency_p50",
+  "latency_p95",
+  "latency_p99",
+  "tokens",
+  "cost_usd",
+] as const;
+export type TrendKey = (typeof TREND_KEYS)[number];
+export type Trends = Record<TrendKey, Trend>;
 export interface Latency {
   p50: number | null;
   p95: number | null;
@@ -39,12 +54,13 @@ export interface Summary extends Figures {
   agent: string | null;
   model: string | null;
   previous: Figures;
-  trend: Record<string, Trend>;
+  trend: Trends;
 }
 export interface Health {
   score: number | null;
   status: "healthy" | "degraded" | "critical" | "unknown";
   reasons: string[];
+  components?: Record<string, { value: number | null; score: number; status: string }>;
 }
 export interface TraceSummary {
   trace_id: string;
@@ -66,20 +82,44 @@ export interface TraceSummary {
 }
 export interface AgentRow extends Figures {
   agent: string;
-  trend: Record<string, Trend>;
+  trend: Trends;
   health: Health;
   last_seen: string | null;
+  /** Requests per interval over the window, with `/agents?sparkline=true`. */
+  sparkline?: number[];
+}
+export interface AgentTable {
+  window: string;
+  items: AgentRow[];
+  sparkline?: { interval_seconds: number; start: string; points: number };
+}
+/** A firing alert as the overview lists it (the alerting room's index). */
+export interface FiringAlert {
+  id: number;
+  rule: string;
+  severity: string;
+  agent: string | null;
+  labels: Record<string, string>;
+  value: number | null;
+  message: string;
+  fired_at: string | null;
+  acknowledged: boolean;
+  silenced: boolean;
 }
 export interface Overview {
   window: string;
+  agent: string | null;
+  model: string | null;
   summary: Summary;
   health: Health;
   top_agents: AgentRow[];
   recent_errors: TraceSummary[];
   /** The error groups with the most occurrences in the window (no stack traces). */
   top_errors?: ErrorGroup[];
+  /** What top_errors were narrowed by: error groups are counted per agent, not per model. */
+  top_errors_scope?: { agent: string | null; model: string | null };
   slow_traces: TraceSummary[];
-  alerts: { firing: number };
+  alerts: { firing: number; items?: FiringAlert[] };
   ingest: {
     writer: string;
     queue_depth: number;
@@ -251,6 +291,23 @@ export interface Alert {
   ack_comment: string | null;
   silenced: boolean;
   updated_at: string;
+}
+
+export interface AlertEvent {
+  at: string | null;
+  event: string;
+  state: string;
+  value: number | null;
+  who: string | null;
+  comment: string | null;
+}
+/** GET /alerts/{id}: the alert, its rule's expression and its history (newest first). */
+export interface AlertDetail extends Alert {
+  expression?: string;
+  acked_at: string | null;
+  silenced_by: string | null;
+  last_notified_at: string | null;
+  history: AlertEvent[];
 }
 
 export interface Silence {

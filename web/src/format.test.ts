@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { fmtAgo, fmtCount, fmtMs, fmtPct, fmtRate, fmtUsd, healthLevel, level, safeHref, trendView, visible } from "./format";
+import { fmtAgo, fmtChange, fmtCompact, fmtCount, fmtDate, fmtMs, fmtPct, fmtRate, fmtTime, fmtUsd, healthLevel, level, safeHref, splitUnit, trendView, visible } from "./format";
 
 describe("numbers", () => {
   it("counts", () => {
@@ -90,5 +90,46 @@ describe("hostile telemetry", () => {
     expect(safeHref("JaVaScRiPt:alert(1)")).toBeNull();
     expect(safeHref("data:text/html,<script>")).toBeNull();
     expect(safeHref("not a url")).toBeNull();
+  });
+});
+
+describe("changes and dates", () => {
+  it("reads a rise from about zero as new, a big one as a multiple", () => {
+    expect(fmtChange(98985.34, "up")).toBe("new");
+    expect(fmtChange(null, "up")).toBe("new");
+    expect(fmtChange(null, "down")).toBe("");
+    expect(fmtChange(1100, "up")).toBe("×12");
+    expect(fmtChange(61.6, "up")).toBe("+61.6%");
+    expect(fmtChange(-40, "down")).toBe("-40%");
+    expect(trendView("up", 98985.34, "bad")).toEqual({ arrow: "▲", tone: "bad", label: "new" });
+    expect(trendView(null, null, "bad").arrow).toBe("");
+  });
+  it("dates to the minute in UTC, span times to the millisecond", () => {
+    expect(fmtDate("2026-11-22T12:21:48.734512Z")).toBe("2026-11-22 12:21 UTC");
+    expect(fmtDate("2026-11-22T12:21:48+02:00")).toBe("2026-11-22 10:21 UTC");
+    expect(fmtDate(null)).toBe("—");
+    expect(fmtDate("soon")).toBe("—");
+    expect(fmtTime("2026-11-22T12:21:48.734512Z")).toBe("2026-11-22 12:21:48.734");
+  });
+});
+
+describe("stat card figures", () => {
+  it("sets the unit apart so the number fits", () => {
+    expect(splitUnit("4.38/min")).toEqual(["4.38", "/min"]);
+    expect(splitUnit("986 ms")).toEqual(["986", " ms"]);
+    expect(splitUnit("1.24 s")).toEqual(["1.24", " s"]);
+    expect(splitUnit("2m 05s")).toEqual(["2m 05s", ""]);
+    expect(splitUnit("33.33%")).toEqual(["33.33%", ""]);
+    expect(splitUnit("—")).toEqual(["—", ""]);
+  });
+});
+
+describe("compact counts", () => {
+  it("stay exact below 100k", () => {
+    expect(fmtCompact(99_999)).toBe("99,999");
+    expect(fmtCompact(390_833)).toBe("391k");
+    expect(fmtCompact(999_700)).toBe("1M");
+    expect(fmtCompact(1_150_000)).toBe("1.15M");
+    expect(fmtCompact(null)).toBe("—");
   });
 });

@@ -14,6 +14,15 @@ export function fmtCount(n: number | null | undefined): string {
   return n.toLocaleString("en-US", { maximumFractionDigits: 2 });
 }
 
+/** For a narrow stat card: exact below 100,000, then "391k", "1.15M". */
+export function fmtCompact(n: number | null | undefined): string {
+  if (n === null || n === undefined || !Number.isFinite(n)) return DASH;
+  const abs = Math.abs(n);
+  if (abs >= 100_000 && abs < 999_500) return `${Math.round(n / 1000)}k`;
+  if (abs >= 999_500 && abs < 1e6) return "1M";
+  return fmtCount(n);
+}
+
 function trim(x: number): string {
   return x.toFixed(2).replace(/\.?0+$/, "");
 }
@@ -51,6 +60,13 @@ export function fmtUsd(v: number | null | undefined): string {
   return `$${Math.round(v).toLocaleString("en-US")}`;
 }
 
+/** "4.38/min" -> ["4.38", "/min"], "986 ms" -> ["986", " ms"]: a stat card sets the unit
+ * smaller so the figure fits. Anything else stays whole. */
+export function splitUnit(value: string): [string, string] {
+  const m = /^(-?[\d.,]+)(\s?(?:\/(?:s|min|h)|ms|s))$/.exec(value);
+  return m ? [m[1], m[2]] : [value, ""];
+}
+
 /** Requests per second as the most readable unit. */
 export function fmtRate(perSecond: number | null | undefined): string {
   if (perSecond === null || perSecond === undefined || !Number.isFinite(perSecond)) return DASH;
@@ -73,17 +89,41 @@ export function fmtAgo(iso: string | null | undefined, now: number = Date.now())
   return `${Math.floor(s / 86400)} d ago`;
 }
 
-/** "2026-11-22 12:21:48.734" in UTC. */
+/** "2026-11-22 12:21:48.734" in UTC: span and log times, where milliseconds matter. */
 export function fmtTime(iso: string | null | undefined): string {
   if (!iso) return DASH;
   return iso.replace("T", " ").replace(/(\.\d{3})\d*Z$/, "$1").replace(/Z$/, "");
 }
 
+/** "2026-11-22 12:21 UTC": every other date the dashboard shows (forecasts, first seen,
+ * silences, alerts), to the minute. */
+export function fmtDate(iso: string | null | undefined): string {
+  if (!iso) return DASH;
+  const t = Date.parse(iso);
+  if (Number.isNaN(t)) return DASH;
+  return `${new Date(t).toISOString().slice(0, 16).replace("T", " ")} UTC`;
+}
+
 export type Tone = "good" | "bad" | "neutral";
+
+/** Above this a percentage says little ("+98985%"): the previous window was about empty. */
+export const NEW_ABOVE_PCT = 10_000;
+/** Above this (and up to NEW_ABOVE_PCT) a change reads as a multiple: "×12". */
+export const MULTIPLE_ABOVE_PCT = 1_000;
+
+/** A change in percent for people: "+61.6%", "×12", "new" (from about zero). */
+export function fmtChange(changePct: number | null | undefined, direction?: Direction | null): string {
+  if (changePct === null || changePct === undefined || !Number.isFinite(changePct)) {
+    return direction === "up" ? "new" : "";
+  }
+  if (changePct > NEW_ABOVE_PCT) return "new";
+  if (changePct > MULTIPLE_ABOVE_PCT) return `×${Math.round(1 + changePct / 100)}`;
+  return `${changePct > 0 ? "+" : ""}${trim(changePct)}%`;
+}
 
 /** The arrow and its colour: for latency, errors and cost "up" is bad; for requests neutral. */
 export function trendView(
-  direction: Direction | undefined,
+  direction: Direction | null | undefined,
   changePct: number | null | undefined,
   upIs: Tone,
 ): { arrow: string; tone: Tone; label: string } {
@@ -94,13 +134,7 @@ export function trendView(
     const upGood = upIs === "good";
     tone = (direction === "up") === upGood ? "good" : "bad";
   }
-  const pct =
-    changePct === null || changePct === undefined
-      ? direction === "up"
-        ? "new"
-        : ""
-      : `${changePct > 0 ? "+" : ""}${trim(changePct)}%`;
-  return { arrow, tone, label: direction === "stable" ? "stable" : pct };
+  return { arrow, tone, label: direction === "stable" ? "stable" : fmtChange(changePct, direction) };
 }
 
 export type Level = "ok" | "warning" | "critical";

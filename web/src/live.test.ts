@@ -1,5 +1,5 @@
 import { beforeEach, describe, expect, it } from "vitest";
-import { FAILURES_BEFORE_FALLBACK, HELLO_TIMEOUT_MS, LiveClient, POLL_MS, backoffMs, parseEvent } from "./live";
+import { FAILURES_BEFORE_FALLBACK, HELLO_TIMEOUT_MS, LiveClient, POLL_MS, RETRY_WEBSOCKET_MS, backoffMs, parseEvent } from "./live";
 import type { LiveEvent, Transports } from "./live";
 
 // A fake clock and fake sockets: the client's state machine without a browser.
@@ -163,6 +163,113 @@ describe("live connection", () => {
     expect(sockets[0].closed).toBe(true);
     clock.advance(120_000);
     expect(sockets).toHaveLength(1);
+  });
+});
+
+/** Time passing on a live SSE stream: the server's heartbeat every 10 s keeps it alive. */
+function beat(ms: number, source = () => sources[0]) {
+  for (let left = ms; left > 0; left -= 10_000) {
+    clock.advance(Math.min(10_000, left));
+    if (!source().closed) source().send({ type: "heartbeat" });
+  }
+}
+
+/** A client that fell back to SSE (WebSocket closed twice before any hello). */
+function onSse(): LiveClient {
+  const c = client();
+  c.start();
+  for (let i = 0; i < FAILURES_BEFORE_FALLBACK; i++) {
+    sockets[sockets.length - 1].onclose?.({});
+    clock.advance(1_000);
+  }
+  sources[0].send(hello);
+  expect(c.mode).toBe("sse");
+  return c;
+}
+
+describe("back to WebSocket from a fallback", () => {
+  it("probes WebSocket from SSE and moves over once it says hello", () => {
+    const c = onSse();
+    const before = sockets.length;
+    beat(RETRY_WEBSOCKET_MS - 1);
+    expect(sockets).toHaveLength(before); // not yet
+    clock.advance(1);
+    expect(sockets).toHaveLength(before + 1); // the probe, beside the SSE stream
+    expect(sources[0].closed).toBe(false);
+    expect(c.mode).toBe("sse");
+    sources[0].send({ type: "trace", traces: [] }); // SSE still delivers meanwhile
+    const probe = sockets[before];
+    probe.send(hello);
+    expect(c.mode).toBe("websocket");
+    expect(sources[0].closed).toBe(true);
+    expect(probe.closed).toBe(false); // the probe is the connection now
+    probe.send({ type: "summary" });
+    expect(events.map((e) => e.type).slice(-3)).toEqual(["trace", "hello", "summary"]);
+    expect(sources).toHaveLength(1); // no new SSE stream
+    beat(RETRY_WEBSOCKET_MS * 2, () => probe);
+    expect(sockets).toHaveLength(before + 1); // on WebSocket, no more probes
+    // And it is watched like any connection: silence means dead, then a reconnect.
+    clock.advance(31_000);
+    expect(probe.closed).toBe(true);
+    c.stop();
+  });
+
+  it("stays on SSE when the probe fails, and probes again later", () => {
+    const c = onSse();
+    beat(RETRY_WEBSOCKET_MS);
+    const first = sockets[sockets.length - 1];
+    first.onclose?.({}); // refused
+    expect(c.mode).toBe("sse");
+    expect(sources[0].closed).toBe(false);
+    const n = sockets.length;
+    beat(RETRY_WEBSOCKET_MS);
+    expect(sockets).toHaveLength(n + 1);
+    // A probe that never says hello is given up after the hello timeout.
+    const silent = sockets[sockets.length - 1];
+    beat(HELLO_TIMEOUT_MS);
+    expect(silent.closed).toBe(true);
+    expect(c.mode).toBe("sse");
+    expect(sources[0].closed).toBe(false);
+    expect(c.probes).toBe(2);
+    c.stop();
+  });
+
+  it("from polling probes WebSocket, then SSE, and keeps polling until one works", () => {
+    const c = client();
+    c.start();
+    clock.advance(HELLO_TIMEOUT_MS); // websocket silent
+    clock.advance(1_000);
+    clock.advance(HELLO_TIMEOUT_MS);
+    for (let i = 0; i < FAILURES_BEFORE_FALLBACK; i++) {
+      sources[sources.length - 1].onerror?.({});
+      clock.advance(1_000);
+    }
+    expect(c.mode).toBe("polling");
+    const ws = sockets.length;
+    const es = sources.length;
+    clock.advance(RETRY_WEBSOCKET_MS);
+    expect(sockets).toHaveLength(ws + 1);
+    sockets[ws].onclose?.({}); // WebSocket still blocked: try SSE right away
+    expect(sources).toHaveLength(es + 1);
+    const polls = events.filter((e) => e.type === "poll").length;
+    clock.advance(POLL_MS * 2);
+    expect(events.filter((e) => e.type === "poll").length).toBeGreaterThan(polls); // still polling
+    sources[es].send(hello);
+    expect(c.mode).toBe("sse");
+    const after = events.filter((e) => e.type === "poll").length;
+    sources[es].send({ type: "heartbeat" });
+    clock.advance(POLL_MS * 3);
+    expect(events.filter((e) => e.type === "poll").length).toBe(after); // polling stopped
+    c.stop();
+  });
+
+  it("closes a probe in flight on stop", () => {
+    const c = onSse();
+    beat(RETRY_WEBSOCKET_MS);
+    const probe = sockets[sockets.length - 1];
+    c.stop();
+    expect(probe.closed).toBe(true);
+    expect(sources[0].closed).toBe(true);
   });
 });
 

@@ -1,6 +1,9 @@
 // Live connection: WebSocket first, Server-Sent Events when WebSocket fails, polling last.
 // A transport counts as working once the server's "hello" arrives; silence for three
 // heartbeats means the connection is dead and is replaced (with exponential backoff).
+// On a fallback (SSE or polling) the client keeps probing WebSocket every RETRY_WEBSOCKET_MS,
+// beside the working connection, and moves over once the probe says hello; from polling it
+// probes SSE too when WebSocket still fails.
 
 export type Mode = "connecting" | "websocket" | "sse" | "polling";
 
@@ -37,7 +40,7 @@ export const HELLO_TIMEOUT_MS = 5000;
 export const POLL_MS = 2000;
 /** Failures of a transport (in a row, before any hello) before falling back to the next. */
 export const FAILURES_BEFORE_FALLBACK = 2;
-/** While on a fallback, try WebSocket again after this long. */
+/** While on a fallback (SSE or polling), probe WebSocket again this often. */
 export const RETRY_WEBSOCKET_MS = 60_000;
 
 /** Reconnect delay for the n-th consecutive failure (0-based): 0.5 s doubling to 15 s, ±20 %. */
@@ -67,6 +70,10 @@ export class LiveClient {
   private modeListeners = new Set<(m: Mode) => void>();
   private ws: SocketLike | null = null;
   private es: SourceLike | null = null;
+  /** A connection being tried beside the working one (from a fallback). */
+  private probe: { transport: "websocket" | "sse"; socket: SocketLike | null; source: SourceLike | null } | null = null;
+  /** Probes started (for tests and the connection indicator's title). */
+  probes = 0;
   private timers = new Set<unknown>();
   private watchdog: unknown = null;
   private heartbeatMs = 10_000;
@@ -146,17 +153,87 @@ export class LiveClient {
       es.onmessage = es.onerror = null;
       es.close();
     }
+    this.dropProbe();
   }
 
-  private connect(transport: "websocket" | "sse" | "polling"): void {
+  private dropProbe(): void {
+    const p = this.probe;
+    this.probe = null;
+    if (p?.socket) {
+      p.socket.onopen = p.socket.onmessage = p.socket.onclose = p.socket.onerror = null;
+      p.socket.close();
+    }
+    if (p?.source) {
+      p.source.onmessage = p.source.onerror = null;
+      p.source.close();
+    }
+  }
+
+  /** On a fallback: try a better transport again later, without leaving the current one. */
+  private scheduleProbe(): void {
+    this.later(() => this.startProbe("websocket"), RETRY_WEBSOCKET_MS);
+  }
+
+  private startProbe(transport: "websocket" | "sse"): void {
+    this.dropProbe();
+    this.probes += 1;
+    const gen = this.generation;
+    let done = false;
+    let timer: unknown = null;
+    const giveUp = () => {
+      if (done || gen !== this.generation) return;
+      done = true;
+      if (timer !== null) {
+        this.t.clearTimeout(timer);
+        this.timers.delete(timer);
+      }
+      this.dropProbe();
+      // From polling, SSE is better than nothing: try it when WebSocket still fails.
+      if (transport === "websocket" && this.mode === "polling") this.startProbe("sse");
+      else this.scheduleProbe();
+    };
+    const onData = (data: unknown) => {
+      if (done || gen !== this.generation) return;
+      const event = parseEvent(data);
+      if (!event || event.type !== "hello") return;
+      done = true;
+      if (timer !== null) {
+        this.t.clearTimeout(timer);
+        this.timers.delete(timer);
+      }
+      const probe = this.probe;
+      this.probe = null; // kept open: it becomes the connection
+      if (probe) this.connect(transport, { socket: probe.socket, source: probe.source, hello: event });
+    };
+    try {
+      if (transport === "websocket") {
+        const socket = this.t.websocket(this.base.wsUrl(this.window));
+        this.probe = { transport, socket, source: null };
+        socket.onmessage = (ev) => onData(ev.data);
+        socket.onclose = () => giveUp();
+        socket.onerror = () => undefined; // a close follows
+      } else {
+        const source = this.t.eventSource(this.base.sseUrl(this.window));
+        this.probe = { transport, socket: null, source };
+        source.onmessage = (ev) => onData(ev.data);
+        source.onerror = () => giveUp();
+      }
+    } catch {
+      giveUp();
+      return;
+    }
+    timer = this.later(giveUp, HELLO_TIMEOUT_MS);
+  }
+
+  private connect(
+    transport: "websocket" | "sse" | "polling",
+    adopt?: { socket: SocketLike | null; source: SourceLike | null; hello: LiveEvent },
+  ): void {
     this.teardown();
     if (transport === "polling") {
       this.setMode("polling");
       this.poll();
-      this.later(() => {
-        this.failures = 0;
-        this.connect("websocket");
-      }, RETRY_WEBSOCKET_MS);
+      this.scheduleProbe();
       return;
     }
     if (this.mode !== "websocket" && this.mode !== "sse" && this.mode !== "polling") {
@@ -180,12 +257,17 @@ export class LiveClient {
       if (gen !== this.generation) return;
       const event = parseEvent(data);
       if (!event) return;
+      handle(event);
+    };
+    const handle = (event: LiveEvent) => {
       if (event.type === "hello") {
+        const first = !helloSeen;
         helloSeen = true;
         this.failures = 0;
         const hb = Number(event.heartbeat_s);
         if (Number.isFinite(hb) && hb > 0) this.heartbeatMs = hb * 1000;
         this.setMode(transport);
+        if (first && transport === "sse") this.scheduleProbe(); // SSE is a fallback too
       }
       this.armWatchdog(fail, 3 * this.heartbeatMs);
       this.emit(event);
@@ -195,7 +277,7 @@ export class LiveClient {
     if (transport === "websocket") {
       let ws: SocketLike;
       try {
-        ws = this.t.websocket(this.base.wsUrl(this.window));
+        ws = adopt?.socket ?? this.t.websocket(this.base.wsUrl(this.window));
       } catch {
         fail();
         return;
@@ -207,7 +289,7 @@ export class LiveClient {
     } else {
       let es: SourceLike;
       try {
-        es = this.t.eventSource(this.base.sseUrl(this.window));
+        es = adopt?.source ?? this.t.eventSource(this.base.sseUrl(this.window));
       } catch {
         fail();
         return;
@@ -215,6 +297,10 @@ export class LiveClient {
       this.es = es;
       es.onmessage = (ev) => onData(ev.data);
       es.onerror = () => fail(); // we reconnect ourselves, with backoff and fallback
+    }
+    if (adopt) {
+      this.failures = 0;
+      handle(adopt.hello); // the probe's hello: this connection works already
     }
   }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { carry, liveWindow, parseFilters, rangeSeconds, withParams } from "./query";
+import { carry, liveWindow, parseFilters, rangeApplies, rangeSeconds, withParams } from "./query";
 
 describe("filters in the URL", () => {
   it("parses with defaults and refuses unknown ranges", () => {
@@ -32,5 +32,17 @@ describe("custom ranges", () => {
   it("keep the live summaries within 7 days", () => {
     expect(liveWindow("3h")).toBe("3h");
     expect(liveWindow("30d")).toBe("7d");
+  });
+});
+
+describe("the time range picker", () => {
+  it("shows where the range changes what is shown, and hides elsewhere", () => {
+    for (const p of ["/", "/traces", "/logs", "/errors", "/errors/abc", "/agents", "/agents/x", "/costs"]) {
+      expect(rangeApplies(p)).toBe(true);
+    }
+    for (const p of ["/alerts", "/alerts/12", "/settings", "/traces/0123abcd"]) {
+      expect(rangeApplies(p)).toBe(false);
+    }
+    expect(rangeApplies("/alertsx")).toBe(true); // an unknown page: the app's "not found"
   });
 });

@@ -59,3 +59,9 @@ export function carry(search: string): string {
   const s = out.toString();
   return s ? `?${s}` : "";
 }
+
+/** Pages the time range does nothing on (alerts are "now", settings are settings, a trace is
+ * one trace): the top bar hides the picker there. */
+export function rangeApplies(pathname: string): boolean {
+  return !/^\/(alerts|settings)(\/|$)/.test(pathname) && !/^\/traces\/[^/]+/.test(pathname);
+}

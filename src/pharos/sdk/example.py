@@ -20,8 +20,12 @@ def example_path() -> Path:
     raise FileNotFoundError(f"the example agent {NAME} is not installed with this package")
 
 
-def run_example(endpoint: str, runs: int = 20, seed: int = 7) -> int:
-    """Run the example against ``endpoint``; its exit code (0 when every span was sent)."""
+def run_example(endpoint: str, runs: int = 20, seed: int = 7, api_key: str | None = None) -> int:
+    """Run the example against ``endpoint``; its exit code (0 when every span was sent).
+    Without ``api_key`` the SDK takes PHAROS_API_KEY or OTEL_EXPORTER_OTLP_HEADERS."""
     module = runpy.run_path(str(example_path()), run_name="pharos_example")
-    code: int = module["main"](["--endpoint", endpoint, "--runs", str(runs), "--seed", str(seed)])
+    argv = ["--endpoint", endpoint, "--runs", str(runs), "--seed", str(seed)]
+    if api_key:
+        argv += ["--api-key", api_key]
+    code: int = module["main"](argv)
     return code

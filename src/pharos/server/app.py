@@ -42,6 +42,7 @@ from pharos.server.ingest.metric_store import METRIC_POINTS, store_metric_points
 from pharos.server.ingest.normalize import Limits
 from pharos.server.ingest.parsing import ParseConfig, Parser
 from pharos.server.ingest.writer import GroupCommitWriter
+from pharos.server.input_guard import NulGuardMiddleware
 from pharos.server.live import publish_ingested, publish_logs, start_live
 from pharos.server.live.sse import router as live_sse_router
 from pharos.server.live.websocket import router as live_ws_router
@@ -114,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     Limits(settings.max_attributes, settings.max_attribute_length),
                 ),
                 workers=settings.ingest_workers,
+                prices=price_book,  # trace requests are priced as they are parsed
             )
             await anyio.to_thread.run_sync(parser.start)
             stack.callback(parser.close)
@@ -140,6 +142,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     max_message_bytes=settings.max_body_bytes,
                     retry_after_seconds=settings.retry_after_seconds,
                     observe=metrics.observe_grpc,
+                    rejections=metrics.ingest_rejections,
                 )
                 grpc_server.authorize = grpc_authorizer(app.state.keystore)
                 grpc_server.forward = app.state.forwarder
@@ -149,11 +152,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 stack.push_async_callback(grpc_server.stop)  # runs before the writer stops
                 log.info("OTLP/gRPC on %s:%d", settings.grpc_bind_host, app.state.grpc_port)
             budgets_task = asyncio.create_task(
-                budget_watcher(
-                    engine,
-                    settings.budget_check_seconds,
-                    lambda: getattr(app.state, "budget_notify", None),
-                )
+                budget_watcher(engine, settings.budget_check_seconds)  # alerts: alert engine
             )
             stack.callback(budgets_task.cancel)
             await start_gateway(app, stack, settings, engine, writer)  # /gateway/*, limits
@@ -180,6 +179,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     metrics = Metrics()
     app.state.metrics = metrics
+    app.add_middleware(NulGuardMiddleware)  # 400 for a NUL in any parameter (innermost)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     app.add_middleware(DrainingMiddleware, state=app.state)  # Connection: close on SIGTERM
     app.add_middleware(DashboardMiddleware)  # the built dashboard at /, outside the API

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -55,6 +56,37 @@ def error_response(
     )
 
 
+#: The SQLite errors a retry can cure: the file is locked or busy, or cannot be opened or read
+#: (a full disk, a vanished mount). SQLite reports every other problem, a syntax error in an
+#: FTS5 MATCH expression among them, as ``OperationalError`` too: that is a bug (500).
+SQLITE_TRANSIENT = (
+    "database is locked",
+    "database table is locked",
+    "database is busy",
+    "unable to open database file",
+    "disk i/o error",
+    "locking protocol",
+    "database or disk is full",
+)
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Should this database error of a read API answer 503 (retry) rather than 500 (a bug)?
+
+    SQLite errors must name a transient condition (:data:`SQLITE_TRANSIENT`), so an error
+    caused by what a user typed is never taken for an outage; PostgreSQL's are judged by the
+    writer's rule (connection lost, server shutting down, ...)."""
+    from pharos.server.ingest.writer import database_unavailable
+
+    orig = getattr(exc, "orig", None) or exc
+    if isinstance(orig, sqlite3.Error):
+        message = str(orig).lower()
+        return isinstance(orig, sqlite3.OperationalError) and any(
+            part in message for part in SQLITE_TRANSIENT
+        )
+    return database_unavailable(exc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> FastJSONResponse:
@@ -75,8 +107,6 @@ def install_error_handlers(app: FastAPI) -> None:
             parts.append(f"{name}: {err.get('msg', 'invalid')}")
         return error_response(400, "; ".join(parts) or "invalid request", "invalid_parameter")
 
-    import sqlite3
-
     import psycopg
 
     @app.exception_handler(DBAPIError)
@@ -85,9 +115,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _database_error(_request: Request, exc: Exception) -> FastJSONResponse:
         # The database is down or restarting (issue 8): 503 + Retry-After, as ingest does, so
         # clients and load balancers retry instead of reporting a server bug.
-        from pharos.server.ingest.writer import database_unavailable
-
-        if database_unavailable(exc):  # not "no such table" (never migrated): that is a 500
+        if unavailable(exc):  # not "no such table" (never migrated): that is a 500
             text = str(getattr(exc, "orig", None) or exc)
             log.warning("database unavailable: %s", text.splitlines()[0][:200] if text else exc)
             return error_response(

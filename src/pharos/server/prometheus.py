@@ -23,6 +23,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client import Counter as CounterMetric
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -41,6 +42,18 @@ OTHER = "other"
 #: ``le`` bounds (seconds) of the request duration histogram.
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 MODEL_CALL_KINDS = ("llm", "embedding")
+#: Label values of ``pharos_ingest_rejected_total`` (all bounded).
+SIGNALS = ("traces", "metrics", "logs")
+TRANSPORTS = ("http", "grpc")
+REJECT_REASONS = (
+    "bad_request",  # 400 / INVALID_ARGUMENT: undecodable body, bad gzip, bad Content-Length
+    "too_large",  # 413: over PHAROS_MAX_BODY_BYTES, or over PHAROS_MAX_DECOMPRESSED_BYTES unzipped
+    "unsupported_media_type",  # 415: a content type that is not protobuf or JSON
+    "unsupported_encoding",  # 415: a Content-Encoding that is not gzip
+    "overloaded",  # 503 / RESOURCE_EXHAUSTED: the writer queue is full
+    "unavailable",  # 503 / UNAVAILABLE: the database is away, an ingest worker restarted
+    "write_failed",  # 500 / INTERNAL: the writer could not store it (see the server log)
+)
 
 
 def cap_labels(weights: Mapping[str, float], limit: int) -> dict[str, str]:
@@ -176,12 +189,14 @@ class RollupCollector(Collector):
         dupes.add_metric([], stats.spans_duplicate)
         reqs = CounterMetricFamily("pharos_ingest_requests", "Ingest requests committed.")
         reqs.add_metric([], stats.requests)
-        rejected = CounterMetricFamily(
-            "pharos_ingest_rejected", "Ingest requests refused or failed.", labels=["reason"]
+        refused = CounterMetricFamily(
+            "pharos_writer_refused",
+            "Requests the writer refused (queue full) or could not store, from any source.",
+            labels=["reason"],
         )
-        rejected.add_metric(["overloaded"], stats.rejected_overloaded)
+        refused.add_metric(["overloaded"], stats.rejected_overloaded)
         for reason, n in sorted(stats.failures.items()):
-            rejected.add_metric([reason], n)
+            refused.add_metric([reason], n)
         logs = CounterMetricFamily("pharos_logs_ingested", "Log records stored for the first time.")
         logs.add_metric([], stats.extra_stored["logs"])
         log_dupes = CounterMetricFamily(
@@ -198,7 +213,40 @@ class RollupCollector(Collector):
             "pharos_writer_last_commit_seconds", "Duration of the last writer transaction."
         )
         last.add_metric([], stats.last_commit_seconds)
-        yield from (spans, dupes, logs, log_dupes, reqs, rejected, txns, depth, capacity, last)
+        yield from (spans, dupes, logs, log_dupes, reqs, refused, txns, depth, capacity, last)
+
+
+class IngestRejections:
+    """Counts OTLP exports refused at the edge (HTTP routes, gRPC services), where the signal
+    and the reason are known, and the items an accepted export refused (partial_success)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = CounterMetric(
+            "pharos_ingest_rejected",
+            "OTLP export requests refused or not stored, by signal, transport and reason.",
+            ["signal", "transport", "reason"],
+            registry=registry,
+        )
+        self.items_rejected = CounterMetric(
+            "pharos_ingest_rejected_items",
+            "Spans, log records or metric data points refused inside an accepted OTLP export "
+            "(partial_success), by signal and transport.",
+            ["signal", "transport"],
+            registry=registry,
+        )
+        for signal in SIGNALS:  # every series from the start: rate() sees the first one
+            for transport in TRANSPORTS:
+                self.items_rejected.labels(signal, transport)
+                for reason in REJECT_REASONS:
+                    self.requests.labels(signal, transport, reason)
+
+    def request(self, signal: str, transport: str, reason: str) -> None:
+        if signal in SIGNALS and transport in TRANSPORTS and reason in REJECT_REASONS:
+            self.requests.labels(signal, transport, reason).inc()
+
+    def items(self, signal: str, transport: str, n: int) -> None:
+        if n > 0 and signal in SIGNALS and transport in TRANSPORTS:
+            self.items_rejected.labels(signal, transport).inc(n)
 
 
 class Metrics:
@@ -223,6 +271,7 @@ class Metrics:
             registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+        self.ingest_rejections = IngestRejections(self.registry)
 
     def observe_grpc(self, method: str, code: str, seconds: float) -> None:
         self.grpc_duration.labels(method, code).observe(seconds)

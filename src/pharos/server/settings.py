@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 
 import orjson
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -79,7 +79,32 @@ class Settings(BaseSettings):
     key_rpm: int | None = Field(
         default=None,
         ge=1,
-        description="Gateway requests per minute per API key (unset = no per-key limit).",
+        description="Gateway requests per minute per API key, for keys without their own "
+        "`rpm` (unset = no per-key limit).",
+    )
+    key_tpm: int | None = Field(
+        default=None,
+        ge=1,
+        description="LLM tokens per minute per API key through the LLM proxy, for keys without "
+        "their own `tpm` (unset = no limit).",
+    )
+    key_max_queue: int = Field(
+        default=20,
+        ge=0,
+        le=10_000,
+        description="Requests of one API key that may wait for its rate limit (0 = refuse at "
+        "once).",
+    )
+    key_max_wait_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=600,
+        description="Longest wait of a request in its API key's rate-limit queue.",
+    )
+    gateway_max_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        gt=0,
+        description="Largest request body through the gateway (bytes); larger gets 413.",
     )
     llm_upstream_url: str | None = Field(
         default=None,
@@ -165,6 +190,11 @@ class Settings(BaseSettings):
     health_p99_critical_ms: float = Field(
         default=10000.0, gt=0, description="p99 latency (ms) at which health is critical."
     )
+    health_alerts_warning: int = Field(
+        default=0,
+        ge=0,
+        description="Firing alerts the alerts component of health tolerates; above, it degrades.",
+    )
     health_alerts_critical: int = Field(
         default=3, ge=1, description="Firing alerts that take the alerts component to zero."
     )
@@ -206,7 +236,8 @@ class Settings(BaseSettings):
     )
     alert_dashboard_url: str | None = Field(
         default=None,
-        description="Base URL of the dashboard for links in notifications; unset = http://host:port.",
+        description="Public base URL of the dashboard for links in notifications; unset = "
+        "http://host:port (127.0.0.1 for a wildcard bind).",
     )
     alert_send_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Timeout of one notification delivery (HTTP or SMTP)."
@@ -537,6 +568,22 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite", "postgres")):
             raise ValueError("database_url must start with sqlite:// or postgresql+psycopg://")
         return value
+
+    @model_validator(mode="after")
+    def _health_thresholds_in_order(self) -> Settings:
+        """Each health component degrades from its warning threshold to its critical one: a
+        warning above the critical threshold would make that component nonsense."""
+        for name in ("error_rate", "p99", "alerts"):
+            suffix = "_ms" if name == "p99" else ""
+            warning = getattr(self, f"health_{name}_warning{suffix}")
+            critical = getattr(self, f"health_{name}_critical{suffix}")
+            if warning > critical:
+                raise ValueError(
+                    f"PHAROS_HEALTH_{name.upper()}_WARNING{suffix.upper()} ({warning:g}) is "
+                    f"above PHAROS_HEALTH_{name.upper()}_CRITICAL{suffix.upper()} "
+                    f"({critical:g}): the warning threshold must not exceed the critical one"
+                )
+        return self
 
     def check_servable(self) -> None:
         """Refuse settings a server cannot run with (raised at start, with the reason)."""

@@ -3,12 +3,10 @@ import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import type { Timeseries } from "../api";
 import { visible } from "../format";
+import { lineStyle, seriesColor } from "../charts";
+import type { LineStyle } from "../charts";
 
-const PALETTE = ["#60a5fa", "#f59e0b", "#34d399", "#f472b6", "#a78bfa", "#f87171", "#22d3ee", "#a3e635"];
-
-export function seriesColor(i: number): string {
-  return PALETTE[i % PALETTE.length];
-}
+export { seriesColor };
 
 function cssVar(name: string, fallback: string): string {
   const v = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
@@ -38,11 +36,11 @@ export function Chart({
     const el = box.current;
     if (!el || !data || data.length === 0) return;
     const xs = data[0].timestamps.map((t) => Date.parse(t) / 1000);
-    const lines: { label: string; values: (number | null)[] }[] = [];
+    const lines: { label: string; values: (number | null)[]; style: LineStyle }[] = [];
     for (const ts of data) {
       for (const s of ts.series) {
         const label = data.length > 1 ? ts.metric.replace("latency_", "") : s.name === "all" ? ts.metric : s.name;
-        lines.push({ label: visible(label, 100), values: s.values }); // uPlot sets textContent
+        lines.push({ label: visible(label, 100), values: s.values, style: lineStyle(ts.metric, data.length > 1) }); // uPlot sets textContent
       }
     }
     const axis = cssVar("--muted", "#9ca3af");
@@ -50,7 +48,7 @@ export function Chart({
     const opts: uPlot.Options = {
       width: Math.max(200, el.clientWidth),
       height,
-      legend: { show: true, live: true },
+      legend: { show: true, live: true, markers: { dash: (u: uPlot, i: number) => (u.series[i].dash ? "dashed" : "solid") } },
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: true } },
       axes: [
@@ -68,7 +66,8 @@ export function Chart({
         ...lines.map((l, i) => ({
           label: l.label,
           stroke: seriesColor(i),
-          width: 1.5,
+          width: l.style.width,
+          dash: l.style.dash,
           spanGaps: false,
           points: { show: xs.length < 40 },
           value: (_u: uPlot, v: number | null) => fmt.current(v),

@@ -1,6 +1,6 @@
 import { useMemo, useState } from "react";
 import { Link, useLocation } from "react-router-dom";
-import type { AgentRow, Timeseries } from "../api";
+import type { AgentRow, AgentTable } from "../api";
 import { Sparkline } from "../components/Chart";
 import { EmptyState } from "../components/EmptyState";
 import { fmtAgo, fmtCount, fmtMs, fmtPct, fmtUsd, trendView, visible } from "../format";
@@ -55,11 +55,10 @@ export function AgentsPage() {
   const { tick } = useLive();
   const { search } = useLocation();
   const keep = carry(search);
-  const { data, error } = useApi<{ items: AgentRow[] }>("/agents", { window: filters.range }, tick);
-  const spark = useApi<Timeseries>("/metrics/timeseries", { metric: "requests", group_by: "agent", window: filters.range }, tick);
+  // Each row carries its own sparkline: a grouped time series would keep only the 20 busiest.
+  const { data, error } = useApi<AgentTable>("/agents", { window: filters.range, sparkline: "true" }, tick);
   const [sort, setSort] = useState<{ key: Key; desc: boolean }>({ key: "requests", desc: true });
   const rows = useMemo(() => sortAgents(data?.items ?? [], sort.key, sort.desc), [data, sort]);
-  const series = new Map((spark.data?.series ?? []).map((s) => [s.name, s.values]));
 
   return (
     <div className="page" data-testid="page-agents">
@@ -121,7 +120,7 @@ export function AgentsPage() {
                     </td>
                     <td className="num">{fmtAgo(a.last_seen)}</td>
                     <td className="spark">
-                      <Sparkline values={series.get(a.agent) ?? []} />
+                      <Sparkline values={a.sparkline ?? []} />
                     </td>
                   </tr>
                 );

@@ -1,98 +1,18 @@
 import { useState } from "react";
-import type { FormEvent } from "react";
+import { Link } from "react-router-dom";
 import { sendJSON } from "../api";
 import type { Alert, Page, Silence } from "../api";
-import { fmtAgo, fmtTime, visible } from "../format";
+import { AlertActions } from "../components/AlertActions";
+import { fmtAgo, fmtDate, visible } from "../format";
 import { useApi, useLive } from "../hooks";
 import { RulesEditor } from "../components/RulesEditor";
 
 const STATES = ["", "firing", "pending", "resolved"] as const;
-const DURATIONS = ["1h", "4h", "24h", "7d"];
-
-function labelText(labels: Record<string, string>): string {
+export function labelText(labels: Record<string, string>): string {
   return Object.entries(labels)
     .filter(([k]) => k !== "alertname" && k !== "severity")
     .map(([k, v]) => `${k}=${v}`)
     .join(", ");
-}
-
-function AlertActions({ alert, onDone }: { alert: Alert; onDone: (msg: string) => void }) {
-  const [mode, setMode] = useState<"ack" | "silence" | null>(null);
-  const [who, setWho] = useState(() => localStorage.getItem("pharos-who") ?? "");
-  const [comment, setComment] = useState("");
-  const [duration, setDuration] = useState("1h");
-  const [error, setError] = useState<string | null>(null);
-
-  const submit = async (e: FormEvent) => {
-    e.preventDefault();
-    setError(null);
-    localStorage.setItem("pharos-who", who);
-    try {
-      if (mode === "ack") {
-        await sendJSON("POST", `/alerts/${alert.id}/ack`, { who: who || "dashboard", comment: comment || undefined });
-        onDone(`Acknowledged “${alert.rule}”`);
-      } else {
-        const matchers = Object.entries(alert.labels).map(([name, value]) => ({ name, op: "=", value }));
-        await sendJSON("POST", "/silences", { matchers, duration, created_by: who || "dashboard", comment });
-        onDone(`Silenced “${alert.rule}” for ${duration}`);
-      }
-      setMode(null);
-      setComment("");
-    } catch (err) {
-      setError(err instanceof Error ? err.message : String(err));
-    }
-  };
-
-  if (mode === null) {
-    return (
-      <div className="actions">
-        {alert.state === "firing" && !alert.acknowledged ? (
-          <button type="button" onClick={() => setMode("ack")} data-testid="ack">
-            Ack
-          </button>
-        ) : null}
-        {alert.state !== "resolved" && !alert.silenced ? (
-          <button type="button" onClick={() => setMode("silence")} data-testid="silence">
-            Silence
-          </button>
-        ) : null}
-      </div>
-    );
-  }
-  return (
-    <form className="inline-form" onSubmit={submit} aria-label={mode === "ack" ? "Acknowledge alert" : "Silence alert"}>
-      <input placeholder="your name" value={who} onChange={(e) => setWho(e.target.value)} maxLength={100} aria-label="Your name" />
-      <input
-        placeholder={mode === "silence" ? "why (required)" : "comment"}
-        required={mode === "silence"}
-        value={comment}
-        onChange={(e) => setComment(e.target.value)}
-        maxLength={1000}
-        aria-label="Comment"
-        data-testid="action-comment"
-      />
-      {mode === "silence" ? (
-        <select value={duration} onChange={(e) => setDuration(e.target.value)} aria-label="For how long" data-testid="silence-duration">
-          {DURATIONS.map((d) => (
-            <option key={d} value={d}>
-              for {d}
-            </option>
-          ))}
-        </select>
-      ) : null}
-      <button type="submit" data-testid="action-submit">
-        {mode === "ack" ? "Acknowledge" : "Silence"}
-      </button>
-      <button type="button" onClick={() => setMode(null)}>
-        Cancel
-      </button>
-      {error ? (
-        <span className="text-error" role="alert">
-          {error}
-        </span>
-      ) : null}
-    </form>
-  );
 }
 
 export function AlertsPage() {
@@ -163,7 +83,10 @@ export function AlertsPage() {
                   </td>
                   <td>
                     <div className="tele">
-                      <strong>{visible(a.rule, 200)}</strong> <span className="muted">{visible(labelText(a.labels), 300)}</span>
+                      <Link to={`/alerts/${a.id}`} className="alert-link">
+                        <strong>{visible(a.rule, 200)}</strong>
+                      </Link>{" "}
+                      <span className="muted">{visible(labelText(a.labels), 300)}</span>
                     </div>
                     <div className="tele small">{visible(a.message, 500)}</div>
                     {a.acknowledged ? (
@@ -181,7 +104,7 @@ export function AlertsPage() {
                   <td>
                     <span className={`badge state-${a.state}`}>{a.state}</span>
                   </td>
-                  <td title={fmtTime(a.fired_at ?? a.pending_since ?? a.updated_at)}>{fmtAgo(a.resolved_at ?? a.fired_at ?? a.pending_since ?? a.updated_at)}</td>
+                  <td title={fmtDate(a.resolved_at ?? a.fired_at ?? a.pending_since ?? a.updated_at)}>{fmtAgo(a.resolved_at ?? a.fired_at ?? a.pending_since ?? a.updated_at)}</td>
                   <td>
                     <AlertActions alert={a} onDone={done} />
                   </td>
@@ -209,7 +132,7 @@ export function AlertsPage() {
               {silences.data.items.map((s) => (
                 <tr key={s.id}>
                   <td className="tele">{visible(s.matchers.map((m) => `${m.name}${m.op}${m.value}`).join(", "), 500)}</td>
-                  <td>{fmtTime(s.ends_at)}</td>
+                  <td>{fmtDate(s.ends_at)}</td>
                   <td className="tele">
                     {visible(s.created_by ?? "", 100)} {s.comment ? <span className="muted">{visible(s.comment, 200)}</span> : null}
                   </td>

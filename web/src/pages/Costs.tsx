@@ -1,5 +1,5 @@
 import { useState } from "react";
-import { fmtCount, fmtPct, fmtTime, fmtUsd, visible } from "../format";
+import { fmtChange, fmtCount, fmtDate, fmtPct, fmtUsd, visible } from "../format";
 import { useApi, useFilters, useLive } from "../hooks";
 
 interface CostGroup {
@@ -46,6 +46,12 @@ interface Suggestion {
 
 const GROUPS = ["agent", "model", "day"] as const;
 
+/** "+12% vs before", "new vs before" (the previous window cost about nothing), or nothing. */
+export function costTrend(percent: number | null | undefined, cost: number | null | undefined): string {
+  if (percent == null) return cost ? "new vs before" : "";
+  return `${fmtChange(percent)} vs before`;
+}
+
 export function CostsPage() {
   const [filters] = useFilters();
   const { tick } = useLive();
@@ -77,7 +83,7 @@ export function CostsPage() {
           <div className="stat-value" data-testid="cost-total">
             {fmtUsd(t?.cost_usd)}
           </div>
-          <div className="stat-foot">{costs.data?.trend.cost_percent != null ? `${costs.data.trend.cost_percent > 0 ? "+" : ""}${fmtPct(costs.data.trend.cost_percent)} vs before` : ""}</div>
+          <div className="stat-foot" data-testid="cost-trend">{costTrend(costs.data?.trend.cost_percent, t?.cost_usd)}</div>
         </section>
         <section className="card stat">
           <div className="stat-label">Per request</div>
@@ -129,7 +135,7 @@ export function CostsPage() {
                   <td className="num">{fmtCount(group === "model" ? g.calls : (g.requests ?? g.calls))}</td>
                   <td className="num">{fmtCount(g.tokens.total)}</td>
                   <td className="num">{fmtUsd(group === "model" ? g.per_call_usd : g.per_request_usd)}</td>
-                  <td className="num">{g.trend_percent == null ? "—" : `${g.trend_percent > 0 ? "+" : ""}${fmtPct(g.trend_percent)}`}</td>
+                  <td className="num">{g.trend_percent == null ? (g.cost_usd > 0 ? "new" : "—") : fmtChange(g.trend_percent)}</td>
                 </tr>
               );
             })}
@@ -154,7 +160,7 @@ export function CostsPage() {
                     </div>
                     <div className="small muted">
                       forecast {fmtUsd(b.forecast.projected_usd)} ({fmtPct(b.forecast.projected_percent)})
-                      {b.forecast.exhausts_at ? ` · runs out ${fmtTime(b.forecast.exhausts_at)}` : ""}
+                      {b.forecast.exhausts_at ? ` · runs out ${fmtDate(b.forecast.exhausts_at)}` : ""}
                     </div>
                   </td>
                   <td className="num">

@@ -3,7 +3,7 @@ import { Link, useLocation, useNavigate, useParams } from "react-router-dom";
 import { sendJSON } from "../api";
 import type { AgentRow, ErrorDetail, ErrorGroup, ErrorList } from "../api";
 import { Chart, Sparkline } from "../components/Chart";
-import { fmtAgo, fmtCount, fmtTime, trendView, visible } from "../format";
+import { fmtAgo, fmtCount, fmtDate, trendView, visible } from "../format";
 import { useApi, useFilters, useLive } from "../hooks";
 import { agentsText, groupState, occurrenceSeries } from "../logs";
 import { carry, withParams } from "../query";
@@ -14,7 +14,7 @@ function StateBadge({ group }: { group: Pick<ErrorGroup, "status" | "regression"
     <span
       className={`badge group-${s.tone}`}
       data-testid="group-state"
-      title={group.regression && group.regressed_at ? `happened again at ${fmtTime(group.regressed_at)} after it was resolved` : undefined}
+      title={group.regression && group.regressed_at ? `happened again at ${fmtDate(group.regressed_at)} after it was resolved` : undefined}
     >
       {s.label}
     </span>
@@ -236,7 +236,7 @@ export function ErrorGroupPage() {
         </div>
         <div>
           <dt>First seen</dt>
-          <dd title={d.first_seen}>{fmtTime(d.first_seen)}</dd>
+          <dd title={d.first_seen}>{fmtDate(d.first_seen)}</dd>
         </div>
         <div>
           <dt>Last seen</dt>
@@ -245,13 +245,13 @@ export function ErrorGroupPage() {
         {d.resolved_at ? (
           <div>
             <dt>Resolved</dt>
-            <dd>{fmtTime(d.resolved_at)}</dd>
+            <dd>{fmtDate(d.resolved_at)}</dd>
           </div>
         ) : null}
         {d.regressed_at ? (
           <div>
             <dt>Happened again</dt>
-            <dd className="text-error">{fmtTime(d.regressed_at)}</dd>
+            <dd className="text-error">{fmtDate(d.regressed_at)}</dd>
           </div>
         ) : null}
         <div>
@@ -269,7 +269,7 @@ export function ErrorGroupPage() {
       </dl>
       {d.regression ? (
         <p className="error-box" data-testid="regression">
-          Regression: this error was resolved and happened again at {fmtTime(d.regressed_at)}.
+          Regression: this error was resolved and happened again at {fmtDate(d.regressed_at)}.
         </p>
       ) : null}
       <section className="card">

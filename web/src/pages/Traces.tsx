@@ -1,15 +1,18 @@
-import { useEffect, useRef, useState } from "react";
+import { useCallback, useEffect, useRef, useState } from "react";
 import type { FormEvent } from "react";
 import { useLocation, useNavigate } from "react-router-dom";
 import { getJSON } from "../api";
 import type { AgentRow, Page, TraceSummary } from "../api";
 import { EmptyState } from "../components/EmptyState";
-import { TraceTable } from "../components/TraceTable";
+import { VirtualTraceTable } from "../components/VirtualTraceTable";
 import { visible } from "../format";
 import { useApi, useFilters, useLive } from "../hooks";
 import { withParams } from "../query";
+import { mergeNewest } from "../virtual";
 
-const PAGE = 50;
+/** Traces per page when loading further by cursor, and per live refresh of the newest. */
+const PAGE = 200;
+const FRESH = 50;
 
 export function TracesPage() {
   const location = useLocation();
@@ -26,36 +29,34 @@ export function TracesPage() {
     q: text || null,
     min_duration_ms: minDuration || null,
     since: q.get("all") ? null : filters.range,
-    limit: PAGE,
   };
   const key = JSON.stringify(params);
   const [items, setItems] = useState<TraceSummary[]>([]);
   const [cursor, setCursor] = useState<string | null>(null);
-  const [pages, setPages] = useState(1);
+  const [loadingMore, setLoadingMore] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const [loaded, setLoaded] = useState(false);
   const [draft, setDraft] = useState(text);
-  const lastKey = useRef(key);
+  const [added, setAdded] = useState({ n: 0, seq: 0 });
+  const [reload, setReload] = useState(0);
   const agents = useApi<{ items: AgentRow[] }>("/agents", { window: "7d" });
+  const paramsRef = useRef(params);
+  paramsRef.current = params;
+  const itemsRef = useRef(items);
+  itemsRef.current = items;
+  const more = useRef<AbortController | null>(null);
 
-  // First page: on filter change and on every live tick (new traces appear at the top).
+  // The first page, whenever the filters change (or a live refresh found a gap).
   useEffect(() => {
     const ctrl = new AbortController();
-    const changed = lastKey.current !== key;
-    lastKey.current = key;
-    getJSON<Page<TraceSummary>>("/traces", params, ctrl.signal).then(
+    more.current?.abort();
+    setLoadingMore(false);
+    getJSON<Page<TraceSummary>>("/traces", { ...params, limit: PAGE }, ctrl.signal).then(
       (page) => {
         setError(null);
         setLoaded(true);
-        setItems((old) => {
-          if (changed || pages === 1) return page.items;
-          const ids = new Set(page.items.map((t) => t.trace_id));
-          return [...page.items, ...old.filter((t) => !ids.has(t.trace_id))];
-        });
-        if (changed || pages === 1) {
-          setCursor(page.next_cursor);
-          setPages(1);
-        }
+        setItems(page.items);
+        setCursor(page.next_cursor);
       },
       (e: unknown) => {
         if (!ctrl.signal.aborted) setError(e instanceof Error ? e.message : String(e));
@@ -63,22 +64,52 @@ export function TracesPage() {
     );
     return () => ctrl.abort();
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [key, tick]);
+  }, [key, reload]);
 
-  const more = () => {
-    if (!cursor) return;
-    getJSON<Page<TraceSummary>>("/traces", { ...params, cursor }).then(
+  // Live: the newest traces go on top of what is loaded, without losing the reader's place.
+  useEffect(() => {
+    if (tick === 0 || !loaded) return;
+    const ctrl = new AbortController();
+    getJSON<Page<TraceSummary>>("/traces", { ...paramsRef.current, limit: FRESH }, ctrl.signal).then(
       (page) => {
+        const m = mergeNewest(itemsRef.current, page.items, (t) => t.trace_id);
+        if (m.gap) {
+          setReload((r) => r + 1);
+          return;
+        }
+        setItems(m.items);
+        if (itemsRef.current.length === 0) setCursor(page.next_cursor);
+        setAdded((a) => ({ n: m.added, seq: a.seq + 1 }));
+      },
+      () => undefined,
+    );
+    return () => ctrl.abort();
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [tick]);
+
+  // The next page by cursor, when the list is scrolled near its end.
+  const onMore = useCallback(() => {
+    if (!cursor || more.current) return;
+    const ctrl = new AbortController();
+    more.current = ctrl;
+    setLoadingMore(true);
+    getJSON<Page<TraceSummary>>("/traces", { ...paramsRef.current, limit: PAGE, cursor }, ctrl.signal).then(
+      (page) => {
+        more.current = null;
+        setLoadingMore(false);
         setItems((old) => {
           const ids = new Set(old.map((t) => t.trace_id));
           return [...old, ...page.items.filter((t) => !ids.has(t.trace_id))];
         });
         setCursor(page.next_cursor);
-        setPages((p) => p + 1);
       },
-      (e: unknown) => setError(e instanceof Error ? e.message : String(e)),
+      (e: unknown) => {
+        more.current = null;
+        setLoadingMore(false);
+        if (!ctrl.signal.aborted) setError(e instanceof Error ? e.message : String(e));
+      },
     );
-  };
+  }, [cursor]);
 
   const set = (changes: Record<string, string | null>) =>
     navigate({ pathname: location.pathname, search: withParams(location.search, changes) }, { replace: true });
@@ -150,16 +181,14 @@ export function TracesPage() {
       ) : null}
       {items.length > 0 ? (
         <section className="card">
-          <TraceTable items={items} testId="traces-table" />
+          <VirtualTraceTable key={key} items={items} hasMore={cursor !== null} loading={loadingMore} onMore={onMore} added={added} testId="traces-table" />
           <div className="pager">
-            <span className="muted">
-              {items.length} trace{items.length === 1 ? "" : "s"} in the last {filters.range}
+            <span className="muted" data-testid="traces-count">
+              {items.length.toLocaleString("en-US")}
+              {cursor ? "+" : ""} trace{items.length === 1 ? "" : "s"} in the last {filters.range}
+              {cursor ? " (more load as you scroll)" : ""}
             </span>
-            {cursor ? (
-              <button type="button" onClick={more} data-testid="load-more">
-                Load {PAGE} more
-              </button>
-            ) : null}
+            <span className="muted small">Focus the list: ↑ ↓ Page Up/Down Home End move, Enter opens.</span>
           </div>
         </section>
       ) : null}

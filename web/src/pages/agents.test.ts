@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import type { AgentRow } from "../api";
+import { TREND_KEYS } from "../api";
+import type { AgentRow, Trends } from "../api";
 import { sortAgents } from "./Agents";
 
 function row(agent: string, requests: number, p95: number | null, score: number | null): AgentRow {
@@ -15,7 +16,7 @@ function row(agent: string, requests: number, p95: number | null, score: number 
     llm_calls: 0,
     tool_calls: 0,
     no_data: false,
-    trend: {},
+    trend: Object.fromEntries(TREND_KEYS.map((k) => [k, { change_pct: null, direction: null }])) as Trends,
     health: { score, status: "unknown", reasons: [] },
     last_seen: null,
   };

@@ -65,6 +65,14 @@ def keys_create(
     scopes: Annotated[
         str, typer.Option("--scopes", help="Comma-separated: ingest, read, admin.")
     ] = "ingest",
+    rpm: Annotated[
+        int | None,
+        typer.Option("--rpm", help="Gateway requests per minute (default PHAROS_KEY_RPM)."),
+    ] = None,
+    tpm: Annotated[
+        int | None,
+        typer.Option("--tpm", help="LLM tokens per minute via the LLM proxy (PHAROS_KEY_TPM)."),
+    ] = None,
     database_url: DatabaseOption = None,
 ) -> None:
     """Create a key and print it once (only its prefix and a hash are stored)."""
@@ -77,9 +85,9 @@ def keys_create(
         raise typer.Exit(2) from None
     with _engine(database_url) as engine:
         try:
-            key, record = create_key(engine, name, wanted)
+            key, record = create_key(engine, name, wanted, rpm=rpm, tpm=tpm)
         except ValueError as exc:
-            err.print(f"[red]--name:[/red] {exc}")
+            err.print(f"[red]invalid key:[/red] {exc}")
             raise typer.Exit(2) from None
     err.print(
         f"created key {record.id} [bold]{record.name}[/bold] ({', '.join(sorted(wanted))}); "
@@ -102,7 +110,7 @@ def keys_list(
         print(json.dumps([k.public() for k in keys], indent=2))
         return
     table = Table(title="API keys")
-    for col in ("id", "name", "prefix", "scopes", "created", "last used", "revoked"):
+    for col in ("id", "name", "prefix", "scopes", "rpm", "tpm", "created", "last used", "revoked"):
         table.add_column(col)
     for k in keys:
         table.add_row(
@@ -110,11 +118,48 @@ def keys_list(
             k.name,
             k.prefix + "…",
             ",".join(sorted(k.scopes)),
+            "default" if k.rpm is None else str(k.rpm),
+            "default" if k.tpm is None else str(k.tpm),
             _when(k.created_ns),
             _when(k.last_used_ns),
             "" if k.revoked_ns is None else _when(k.revoked_ns),
         )
     out.print(table)
+
+
+@keys_app.command("update")
+def keys_update(
+    key: Annotated[str, typer.Argument(help="The key's id or prefix (phk_…).")],
+    rpm: Annotated[
+        int | None,
+        typer.Option("--rpm", help="Gateway requests per minute; 0 = back to PHAROS_KEY_RPM."),
+    ] = None,
+    tpm: Annotated[
+        int | None,
+        typer.Option("--tpm", help="LLM tokens per minute; 0 = back to PHAROS_KEY_TPM."),
+    ] = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Change a key's rate limits: running servers apply them within PHAROS_KEY_CACHE_SECONDS."""
+    from pharos.server.access.keys import update_key_limits
+
+    changes = {
+        name: (value or None) for name, value in (("rpm", rpm), ("tpm", tpm)) if value is not None
+    }
+    with _engine(database_url) as engine:
+        try:
+            record = update_key_limits(engine, key, **changes)
+        except ValueError as exc:
+            err.print(f"[red]invalid limit:[/red] {exc}")
+            raise typer.Exit(2) from None
+    if record is None:
+        err.print(f"[red]no API key {key!r}[/red]")
+        raise typer.Exit(1)
+    limits = ", ".join(
+        f"{name} {'default' if value is None else value}"
+        for name, value in (("rpm", record.rpm), ("tpm", record.tpm))
+    )
+    err.print(f"key {record.id} {record.name} ({record.prefix}…): {limits}")
 
 
 @keys_app.command("revoke")
@@ -156,7 +201,12 @@ def agents_add(
     label: Annotated[
         list[str] | None, typer.Option("--label", help="KEY=VALUE, repeatable (team, env).")
     ] = None,
-    replace: Annotated[bool, typer.Option("--replace", help="Replace an existing entry.")] = False,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace", help="Replace all of an existing entry's settings (see `update`)."
+        ),
+    ] = False,
     database_url: DatabaseOption = None,
 ) -> None:
     """Register an agent (or replace its settings with --replace)."""
@@ -195,6 +245,101 @@ def agents_add(
         raise typer.Exit(2) from None
     if saved is None:
         err.print(f"[red]agent {name!r} is not registered[/red] (drop --replace)")
+        raise typer.Exit(1)
+    print(json.dumps(saved.to_json(), indent=2))
+
+
+NONE_WORDS = ("none", "off", "unlimited")
+
+
+def _limit(value: str, flag: str) -> int | None:
+    """``--rpm 120`` -> 120; ``--rpm none`` -> no limit."""
+    text = value.strip().lower()
+    if text in NONE_WORDS:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        err.print(f"[red]{flag}:[/red] {value!r} is not a whole number or 'none'")
+        raise typer.Exit(2) from None
+
+
+@agents_app.command("update")
+def agents_update(
+    name: Annotated[str, typer.Argument(help="A registered agent's name.")],
+    upstream: Annotated[
+        str | None, typer.Option("--upstream", help="URL the gateway forwards to ('none': none).")
+    ] = None,
+    rpm: Annotated[
+        str | None, typer.Option("--rpm", help="Requests per minute ('none': no limit).")
+    ] = None,
+    tpm: Annotated[
+        str | None, typer.Option("--tpm", help="LLM tokens per minute ('none': no limit).")
+    ] = None,
+    max_queue: Annotated[
+        int | None, typer.Option("--max-queue", help="Requests that may wait for capacity.")
+    ] = None,
+    max_wait: Annotated[
+        str | None, typer.Option("--max-wait", help="Longest wait in the queue, e.g. 10s.")
+    ] = None,
+    budget: Annotated[
+        str | None,
+        typer.Option("--budget", help="Hard budget in USD per period ('none': no budget)."),
+    ] = None,
+    budget_period: Annotated[
+        str | None, typer.Option("--budget-period", help="daily or monthly (UTC).")
+    ] = None,
+    label: Annotated[
+        list[str] | None,
+        typer.Option("--label", help="KEY=VALUE to set, repeatable; other labels stay."),
+    ] = None,
+    remove_label: Annotated[
+        list[str] | None, typer.Option("--remove-label", help="KEY to remove, repeatable.")
+    ] = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Change only the given settings of a registered agent; the others keep their values."""
+    from pharos.server.access.registry import (
+        RegistryError,
+        parse_budget,
+        parse_wait_ms,
+        update_agent,
+    )
+
+    labels: dict[str, str | None] = {key.strip(): None for key in remove_label or []}
+    for item in label or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            err.print(f"[red]--label:[/red] {item!r} is not KEY=VALUE")
+            raise typer.Exit(2)
+        labels[key.strip()] = value.strip()
+    try:
+        changes: dict[str, object] = {}
+        if upstream is not None:
+            changes["upstream_url"] = None if upstream.strip().lower() in NONE_WORDS else upstream
+        if rpm is not None:
+            changes["rpm"] = _limit(rpm, "--rpm")
+        if tpm is not None:
+            changes["tpm"] = _limit(tpm, "--tpm")
+        if max_queue is not None:
+            changes["max_queue"] = max_queue
+        if max_wait is not None:
+            changes["max_wait_ms"] = parse_wait_ms(max_wait)
+        if budget is not None:
+            none = budget.strip().lower() in NONE_WORDS
+            changes["budget_nanousd"] = None if none else parse_budget(budget)
+        if budget_period is not None:
+            changes["budget_period"] = budget_period
+        if not changes and not labels:
+            err.print("[red]nothing to change:[/red] give at least one option (see --help)")
+            raise typer.Exit(2)
+        with _engine(database_url) as engine:
+            saved = update_agent(engine, name, changes, labels)
+    except RegistryError as exc:
+        err.print(f"[red]invalid agent:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if saved is None:
+        err.print(f"[red]agent {name!r} is not registered[/red] (pharos agents add {name} ...)")
         raise typer.Exit(1)
     print(json.dumps(saved.to_json(), indent=2))
 

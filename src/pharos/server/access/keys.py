@@ -43,6 +43,8 @@ class ApiKey:
     created_ns: int
     last_used_ns: int | None
     revoked_ns: int | None
+    rpm: int | None = None  # own gateway limits; None = PHAROS_KEY_RPM / PHAROS_KEY_TPM
+    tpm: int | None = None
 
     def allows(self, scope: str) -> bool:
         """``admin`` may do everything; otherwise the key needs the scope itself."""
@@ -58,6 +60,8 @@ class ApiKey:
             "last_used_ns": self.last_used_ns,
             "revoked": self.revoked_ns is not None,
             "revoked_ns": self.revoked_ns,
+            "rpm": self.rpm,
+            "tpm": self.tpm,
         }
 
 
@@ -70,6 +74,19 @@ def parse_scopes(value: str | list[str]) -> frozenset[str]:
     if not scopes:
         raise ValueError("a key needs at least one scope: ingest, read, admin")
     return scopes
+
+
+#: Upper bounds of a key's own limits (as for an agent's).
+MAX_RPM = 10**7
+MAX_TPM = 10**12
+
+
+def check_limit(name: str, value: int | None) -> int | None:
+    """A key's ``rpm``/``tpm``: None (the install default) or 1..max."""
+    top = MAX_RPM if name == "rpm" else MAX_TPM
+    if value is not None and (isinstance(value, bool) or not 1 <= value <= top):
+        raise ValueError(f"{name}: between 1 and {top}, or unset for the default")
+    return value
 
 
 def looks_like_key(value: str) -> bool:
@@ -109,14 +126,25 @@ def _row_key(row: Any) -> ApiKey:
         created_ns=int(row.created_ns),
         last_used_ns=row.last_used_ns,
         revoked_ns=row.revoked_ns,
+        rpm=row.rpm,
+        tpm=row.tpm,
     )
 
 
-def create_key(engine: Engine, name: str, scopes: frozenset[str]) -> tuple[str, ApiKey]:
+def create_key(
+    engine: Engine,
+    name: str,
+    scopes: frozenset[str],
+    *,
+    rpm: int | None = None,
+    tpm: int | None = None,
+) -> tuple[str, ApiKey]:
     """A new key: returns the full key (shown once) and its stored record."""
     name = name.strip()
     if not name or len(name) > 200:
         raise ValueError("name must be 1 to 200 characters")
+    check_limit("rpm", rpm)
+    check_limit("tpm", tpm)
     secret = install_secret(engine)
     for _ in range(5):  # a prefix collision (2^-48 per pair) just draws again
         key = KEY_PREFIX + secrets.token_urlsafe(32)
@@ -132,12 +160,14 @@ def create_key(engine: Engine, name: str, scopes: frozenset[str]) -> tuple[str, 
                         hash=key_hash(secret, key),
                         scopes=",".join(sorted(scopes)),
                         created_ns=now,
+                        rpm=rpm,
+                        tpm=tpm,
                     )
                     .returning(api_keys.c.id)
                 ).scalar_one()
         except IntegrityError:
             continue
-        return key, ApiKey(int(new_id), name, prefix, scopes, now, None, None)
+        return key, ApiKey(int(new_id), name, prefix, scopes, now, None, None, rpm, tpm)
     raise RuntimeError("could not draw a unique key prefix")
 
 
@@ -149,13 +179,33 @@ def list_keys(engine: Engine, include_revoked: bool = True) -> list[ApiKey]:
         return [_row_key(r) for r in conn.execute(query)]
 
 
-def revoke_key(engine: Engine, ident: str) -> ApiKey | None:
-    """Revoke by id or by prefix; returns the key (already revoked ones unchanged)."""
-    cond = (
+def _ident(ident: str) -> Any:
+    """The row condition for a key named by id or by prefix (a full key works too)."""
+    return (
         api_keys.c.id == int(ident)
         if ident.isdigit() and len(ident) < 19
         else api_keys.c.prefix == ident[:PREFIX_LEN]
     )
+
+
+def update_key_limits(engine: Engine, ident: str, **limits: int | None) -> ApiKey | None:
+    """Set a key's own ``rpm`` and/or ``tpm`` (None: back to the install default); returns the
+    key, or None if there is no such key. Running servers apply it within the key cache time."""
+    values = {name: check_limit(name, value) for name, value in limits.items()}
+    unknown = set(values) - {"rpm", "tpm"}
+    if unknown:
+        raise ValueError(f"unknown limit {', '.join(sorted(unknown))}")
+    cond = _ident(ident)
+    with writing(engine).begin() as conn:
+        if values:
+            conn.execute(update(api_keys).where(cond).values(**values))
+        row = conn.execute(select(api_keys).where(cond)).first()
+    return None if row is None else _row_key(row)
+
+
+def revoke_key(engine: Engine, ident: str) -> ApiKey | None:
+    """Revoke by id or by prefix; returns the key (already revoked ones unchanged)."""
+    cond = _ident(ident)
     with writing(engine).begin() as conn:
         conn.execute(
             update(api_keys)

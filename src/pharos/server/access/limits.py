@@ -162,6 +162,7 @@ class _Queue:
     waits_total: int = 0
     refused_total: int = 0
     wait_seconds_total: float = 0.0
+    rate_per_min: float = 0.0  # the bucket's limit at its last use
 
 
 @dataclass(frozen=True)
@@ -191,14 +192,29 @@ class Gate:
                 "waited_total": q.waits_total,
                 "refused_total": q.refused_total,
                 "wait_seconds_total": round(q.wait_seconds_total, 6),
+                "limit_per_minute": q.rate_per_min,
             }
             for key, q in sorted(self.queues.items())
         }
 
+    async def try_acquire(self, limit: Limit) -> bool:
+        """Take a token at once if nobody is waiting for this bucket and one is there (the
+        common case, without queue bookkeeping); False otherwise (nothing counted)."""
+        q = self.queues.get(limit.key)
+        if q is None:
+            q = self.queues[limit.key] = _Queue()
+        q.rate_per_min = limit.rate_per_min
+        if q.waiters:
+            return False
+        return await self.buckets.take(limit.key, limit.rate_per_min, limit.cost) == 0
+
     async def acquire(self, limit: Limit, max_queue: int, max_wait: float) -> float:
         """Wait (FIFO) for a token of ``limit``; returns the seconds waited, or raises
         :class:`Limited`. Cancelling the caller (a client gone) frees its place at once."""
-        q = self.queues.setdefault(limit.key, _Queue())
+        q = self.queues.get(limit.key)
+        if q is None:
+            q = self.queues[limit.key] = _Queue()
+        q.rate_per_min = limit.rate_per_min
         if not q.waiters:
             wait = await self.buckets.take(limit.key, limit.rate_per_min, limit.cost)
             if wait == 0:

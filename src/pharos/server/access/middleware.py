@@ -10,6 +10,8 @@ request needs one: ``Authorization: Bearer <key>``, ``x-api-key: <key>`` or the 
 from __future__ import annotations
 
 import contextlib
+import logging
+import re
 from http.cookies import SimpleCookie
 from typing import Any
 
@@ -55,10 +57,49 @@ def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
     return api_key or cookie_value or fallback
 
 
+KEY_IN_TEXT = re.compile(r"(phk_[A-Za-z0-9_-]{8})[A-Za-z0-9_-]+")
+
+
+def redact(text: str) -> str:
+    """``text`` with every API key cut to its prefix (what lists show): ``phk_abcdefgh…``."""
+    return KEY_IN_TEXT.sub("\\1…", text) if "phk_" in text else text
+
+
+def install_log_redaction() -> None:
+    """Cut API keys out of every log record of the process, whichever logger makes it: the
+    websockets server (uvicorn's WebSocket protocol) logs every handshake header at DEBUG,
+    ``Authorization`` and ``x-api-key`` included. Idempotent."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "pharos_redacts", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        if isinstance(record.msg, str) and "phk_" in record.msg:
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple) and record.args:
+            if any(isinstance(a, str | bytes) and "phk_" in str(a) for a in record.args):
+                record.args = tuple(
+                    redact(a.decode("latin-1") if isinstance(a, bytes) else a)
+                    if isinstance(a, str | bytes)
+                    else a
+                    for a in record.args
+                )
+        elif isinstance(record.args, dict) and record.args:
+            record.args = {
+                k: redact(v) if isinstance(v, str) else v for k, v in record.args.items()
+            }
+        return record
+
+    factory.pharos_redacts = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
 class AccessMiddleware:
     def __init__(self, app: ASGIApp, max_json_body_bytes: int = 1024 * 1024) -> None:
         self.app = app
         self.max_json_body_bytes = max_json_body_bytes
+        install_log_redaction()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -201,11 +242,6 @@ def _with_security_headers(send: Send) -> Send:
 async def _refuse(
     scope: Scope, receive: Receive, send: Send, status: int, code: str, message: str
 ) -> None:
-    if scope["type"] == "websocket":
-        await receive()  # websocket.connect
-        # Closing before accepting makes the server answer the handshake with 403.
-        await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
-        return
     body = orjson.dumps({"error": {"code": code, "message": message}})
     headers: list[tuple[bytes, bytes]] = [
         (b"content-type", b"application/json"),
@@ -213,6 +249,19 @@ async def _refuse(
     ]
     if status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="pharos"'))
+    if scope["type"] == "websocket":
+        await receive()  # websocket.connect
+        if "websocket.http.response" in scope.get("extensions", {}):
+            # Answer the handshake as HTTP would (401 without a key, 403 without the scope),
+            # with the same JSON error (ASGI's WebSocket denial response extension).
+            await send(
+                {"type": "websocket.http.response.start", "status": status, "headers": headers}
+            )
+            await send({"type": "websocket.http.response.body", "body": body})
+            return
+        # Closing before accepting makes the server answer the handshake with 403.
+        await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
+        return
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

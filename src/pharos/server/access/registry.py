@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from pharos.server.db.engine import writing
-from pharos.server.db.schema import agent_registry
+from pharos.server.db.schema import agent_registry, rollups_1d, traces
 from pharos.server.timeparse import parse_duration_seconds
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
@@ -196,6 +197,45 @@ def replace_agent(engine: Engine, config: AgentConfig) -> AgentConfig | None:
     return get_agent(engine, config.name) if done else None
 
 
+#: What :func:`update_agent` may change (the registry's settings; not the name).
+UPDATABLE = frozenset(
+    {"upstream_url", "rpm", "tpm", "max_queue", "max_wait_ms", "budget_nanousd", "budget_period"}
+)
+
+
+def update_agent(
+    engine: Engine,
+    name: str,
+    changes: Mapping[str, Any],
+    labels: Mapping[str, str | None] | None = None,
+) -> AgentConfig | None:
+    """Change only the given settings of a registered agent (None there = unset: no limit, no
+    budget); ``labels`` are merged, a None value removes that label. One transaction, so two
+    updates of different fields both land. None when the agent is not registered."""
+    unknown = set(changes) - UPDATABLE
+    if unknown:
+        raise RegistryError(f"cannot update {', '.join(sorted(unknown))}")
+    now = time.time_ns()
+    with writing(engine).begin() as conn:
+        t = agent_registry
+        row = conn.execute(select(t).where(t.c.name == name).with_for_update()).first()
+        if row is None:
+            return None
+        current = _row(row)
+        merged = {**current.labels}
+        for key, value in (labels or {}).items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        config = replace(current, **changes, labels=merged, updated_ns=now)
+        if changes.get("budget_period") is not None and config.budget_nanousd is None:
+            raise RegistryError("budget_period: the agent has no budget; give one too")
+        check(config)
+        conn.execute(update(t).where(t.c.name == name).values(updated_ns=now, **_values(config)))
+    return config
+
+
 def get_agent(engine: Engine, name: str) -> AgentConfig | None:
     with engine.connect() as conn:
         row = conn.execute(select(agent_registry).where(agent_registry.c.name == name)).first()
@@ -214,3 +254,40 @@ def remove_agent(engine: Engine, name: str) -> bool:
         return bool(
             conn.execute(delete(agent_registry).where(agent_registry.c.name == name)).rowcount
         )
+
+
+DAY_S = 86400
+
+
+def seen_agents(engine: Engine, name: str | None = None) -> dict[str, tuple[int, int]]:
+    """Agents seen in telemetry: name -> (first seen, last seen) in ns.
+
+    The names and days come from the day rollups (kept 90 days by default, a few rows per
+    agent and day); the times are made exact from the agent's traces (one index seek each on
+    ``ix_traces_agent_start_ns``) while those are kept (72 h by default). Past that, first seen
+    is the start of the first day with data (and last seen, for an agent silent longer than
+    trace retention, the start of its last day)."""
+    t = rollups_1d
+    query = select(t.c.agent, func.min(t.c.bucket_start), func.max(t.c.bucket_start)).group_by(
+        t.c.agent
+    )
+    if name is not None:
+        query = query.where(t.c.agent == name)
+    out: dict[str, tuple[int, int]] = {}
+    with engine.connect() as conn:
+        for agent, first_day, last_day in conn.execute(query).all():
+            if not agent:
+                continue
+            first_ns, last_ns = int(first_day) * 10**9, int(last_day) * 10**9
+            oldest = conn.execute(
+                select(func.min(traces.c.start_ns)).where(traces.c.agent == agent)
+            ).scalar()
+            newest = conn.execute(
+                select(func.max(traces.c.start_ns)).where(traces.c.agent == agent)
+            ).scalar()
+            if oldest is not None and int(oldest) // 10**9 // DAY_S * DAY_S <= int(first_day):
+                first_ns = int(oldest)  # the traces reach back to the first day: exact
+            if newest is not None:
+                last_ns = max(last_ns, int(newest))
+            out[agent] = (first_ns, max(first_ns, last_ns))
+    return out

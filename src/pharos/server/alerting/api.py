@@ -12,11 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
-from pharos.server.alerting import store
+from pharos.server.alerting import budget_alerts, store
 from pharos.server.alerting.engine import state_of
 from pharos.server.alerting.language import FUNCTIONS, RuleSyntaxError, parse
 from pharos.server.alerting.notifiers.send import CHANNEL_TYPES
-from pharos.server.alerting.rules import summary_of, validate_labels
+from pharos.server.alerting.rules import RuleDef, summary_of, validate_labels
 from pharos.server.alerting.service import Alerting
 from pharos.server.alerting.silences import parse_matchers
 from pharos.server.alerting.state import NS, resolve_manually
@@ -538,12 +538,22 @@ async def get_alert(request: Request, alert_id: int) -> FastJSONResponse:
             row = store.get_alert(conn, alert_id)
             if row is None:
                 raise ApiError(404, f"no alert {alert_id}")
-            rule = store.get_rule(conn, int(row.rule_id))
+            rule = _rule_of(conn, row)
             out = store.alert_json(row, rule.expression if rule is not None else None)
             out["history"] = store.alert_history(conn, alert_id)
         return out
 
     return FastJSONResponse(await anyio.to_thread.run_sync(run))
+
+
+def _rule_of(conn: Any, row: Any) -> RuleDef | None:
+    """The rule of an alert: its ``alert_rules`` row, or a built-in budget alert's rule."""
+    if budget_alerts.is_budget_rule(int(row.rule_id)):
+        return budget_alerts.rule_of_alert(
+            row.rule_name, store.loads(row.labels, {}), str(row.message or "")
+        )
+    rule_row = store.get_rule(conn, int(row.rule_id))
+    return store.rule_def(rule_row) if rule_row is not None else None
 
 
 def _snapshot(row: Any, rule: Any, state: str) -> dict[str, Any]:
@@ -622,9 +632,8 @@ async def ack_alert(request: Request, alert_id: int, body: ActionIn) -> FastJSON
                     body.who,
                     body.comment or None,
                 )
-                rule_row = store.get_rule(conn, int(row.rule_id))
-                if rule_row is not None and row.silenced_by is None:
-                    rule = store.rule_def(rule_row)
+                rule = _rule_of(conn, row)
+                if rule is not None and row.silenced_by is None:
                     snapshot = {
                         **_snapshot(row, rule, "firing"),
                         "acked_by": body.who,
@@ -661,8 +670,7 @@ async def resolve_alert(request: Request, alert_id: int, body: ActionIn) -> Fast
                 raise ApiError(404, f"no alert {alert_id}")
             if row.state not in ("pending", "firing"):
                 raise ApiError(409, f"alert {alert_id} is {row.state} already", "conflict")
-            rule_row = store.get_rule(conn, int(row.rule_id))
-            rule = store.rule_def(rule_row) if rule_row is not None else None
+            rule = _rule_of(conn, row)
             channels = alerting.engine.routed_channels(conn)
             _resolve(alerting, conn, row, rule, channels, now, body.who, body.comment or None)
             row = store.get_alert(conn, alert_id)

@@ -1,18 +1,18 @@
 """``pharos alerts ...``: rules, alerts, silences and channels, through a running server's HTTP
 API (the server owns evaluation, validation and the outbox, so the CLI works the same against a
-local or a remote server; ``--url`` / ``PHAROS_URL``)."""
+local or a remote server; ``--url`` / ``PHAROS_URL``, ``--key`` / ``PHAROS_API_KEY``)."""
 
 from __future__ import annotations
 
 import json
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 
-DEFAULT_URL = "http://127.0.0.1:4318"
+from pharos.server.cli_client import DEFAULT_URL, KeyOption, Server, UrlOption
+
 out = Console()
 err = Console(stderr=True)
 
@@ -29,29 +29,18 @@ alerts_app.add_typer(channels_app, name="channels", no_args_is_help=True)
 
 
 @alerts_app.callback()
-def _root(
-    ctx: typer.Context,
-    url: Annotated[
-        str, typer.Option(envvar="PHAROS_URL", help="The Pharos server (env PHAROS_URL).")
-    ] = DEFAULT_URL,
-) -> None:
-    ctx.obj = {"url": url.rstrip("/")}
+def _root(ctx: typer.Context, url: UrlOption = DEFAULT_URL, key: KeyOption = None) -> None:
+    ctx.obj = Server.of(url, key)
+
+
+def _server(ctx: typer.Context) -> Server:
+    obj = ctx.find_object(Server)
+    return obj if obj is not None else Server()
 
 
 def _call(ctx: typer.Context, method: str, path: str, body: Any = None, **params: Any) -> Any:
-    url = str((ctx.obj or {}).get("url") or DEFAULT_URL)
-    query = {k: v for k, v in params.items() if v is not None}
-    try:
-        response = httpx.request(method, url + path, json=body, params=query, timeout=30)
-    except httpx.HTTPError as exc:
-        err.print(f"[red]cannot reach Pharos at {url}:[/red] {exc}")
-        raise typer.Exit(1) from None
-    data = response.json() if response.content else {}
-    if response.status_code >= 400:
-        message = data.get("error", {}).get("message", response.text) if data else response.text
-        err.print(f"[red]{response.status_code}:[/red] {message}")
-        raise typer.Exit(1)
-    return data
+    """The server's JSON answer; exits 1 with its message (and how to pass a key on 401/403)."""
+    return _server(ctx).call(method, path, body, **params)
 
 
 def _pairs(items: list[str] | None, what: str) -> dict[str, str]:

@@ -15,10 +15,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, bindparam, insert, update
 
-from pharos.server.alerting import store
+from pharos.server.alerting import budget_alerts, store
 from pharos.server.alerting.figures import Figures, HistogramCache, cut_windows, read_plan
 from pharos.server.alerting.language import (
     ANOMALY_HISTORY,
@@ -42,6 +43,7 @@ from pharos.server.alerting.silences import ActiveSilence, match_all, parse_matc
 from pharos.server.alerting.state import NOTIFYING, NS, AlertState, Timing, quiet, step
 from pharos.server.analytics import store as rollup_store
 from pharos.server.analytics.summary import RollupRow
+from pharos.server.cost.budgets import all_statuses, burn_of
 from pharos.server.db.schema import alert_events, alerts
 from pharos.server.slo import store as slo_store
 
@@ -51,6 +53,8 @@ DEFAULTS_FLAG = "default-rules-created"
 KNOWN_AGENT_DAYS = 7
 REFRESH_NS = 60 * NS  # how stale an active alert's stored value may get
 REFRESH_BATCH = 2000  # at most this many value refreshes per cycle (the rest: next cycles)
+TRACE_WINDOW_MAX_S = 86400  # how far back a notification's trace link looks, at most
+BUDGET_TRACE_WINDOW_S = 3600  # a budget alert links the costliest trace of the last hour
 _Identity = tuple[str, dict[str, str]]  # an alert's fingerprint and labels
 
 
@@ -58,6 +62,7 @@ _Identity = tuple[str, dict[str, str]]  # an alert's fingerprint and labels
 class CycleResult:
     now_ns: int
     rules: int = 0
+    budgets: int = 0
     groups: int = 0
     windows: int = 0
     rollup_rows: int = 0
@@ -71,6 +76,7 @@ class CycleResult:
         return {
             "evaluated_at": store.iso(self.now_ns),
             "rules": self.rules,
+            "budgets": self.budgets,
             "groups": self.groups,
             "windows": self.windows,
             "rollup_rows": self.rollup_rows,
@@ -92,6 +98,7 @@ class _Parsed:
     series: tuple[Series, ...]
     windows: frozenset[int]
     uses_budget: bool
+    named_agent: str | None  # Rule.named_agent
 
 
 @dataclass(slots=True)
@@ -210,6 +217,9 @@ class AlertEngine:
         self._active = store.ActiveAlerts()  # pending/firing alerts, checked every cycle
         self._refresh: list[dict[str, Any]] = []
         self._events: list[dict[str, Any]] = []
+        #: trace links found this cycle: (agent, since, prefer) -> trace id (a storm of firing
+        #: alerts of one agent asks once)
+        self._traces: dict[tuple[str | None, int, str], str | None] = {}
         self.cycles = 0
         self.failures = 0
         self.last_error: str | None = None
@@ -226,10 +236,21 @@ class AlertEngine:
                     store.create_rule(conn, rule, now_ns)
         return True
 
-    def sync_channels(self, configured: list[dict[str, Any]], now_ns: int) -> None:
+    def sync_channels(
+        self, configured: list[dict[str, Any]], now_ns: int, managed: tuple[str, ...] = ()
+    ) -> list[str]:
+        """Create or refresh (and enable) the ``configured`` channels by name, and disable the
+        ``managed`` ones that are not configured any more. Returns the names disabled."""
+        names = {c["name"] for c in configured}
+        disabled = []
         with self.write_engine.begin() as conn:
             for channel in configured:
-                store.upsert_channel(conn, channel, now_ns)
+                store.upsert_channel(conn, {**channel, "enabled": True}, now_ns)
+            for row in store.list_channels(conn, enabled_only=True):
+                if row.name in managed and row.name not in names:
+                    store.update_channel(conn, int(row.id), {"enabled": False}, now_ns)
+                    disabled.append(str(row.name))
+        return disabled
 
     # -- leadership --------------------------------------------------------------------------
     def lead(self, now_ns: int, ttl_ns: int) -> bool:
@@ -260,14 +281,17 @@ class AlertEngine:
                 series,
                 frozenset(s.window_s for s in series),
                 _uses_budget(rule),
+                rule.named_agent,
             )
             self._parsed[expression] = entry
         return entry
 
-    def _identity(self, rule: RuleDef, group: Mapping[str, str]) -> _Identity:
+    def _identity(
+        self, rule: RuleDef, group: Mapping[str, str], named_agent: str | None
+    ) -> _Identity:
         """An alert's fingerprint and labels (cached: read-only)."""
         self._fingerprint_count += 1
-        labels = alert_labels(rule, group)
+        labels = alert_labels(rule, group, named_agent)
         return fingerprint(rule.id, labels), labels
 
     def run_cycle(self, now_ns: int | None = None) -> CycleResult:
@@ -278,6 +302,7 @@ class AlertEngine:
             self._fingerprint_count = 0
         now_ns = time.time_ns() if now_ns is None else now_ns
         result = CycleResult(now_ns)
+        self._traces = {}
         end_s = (now_ns // NS // 60 + 1) * 60  # the end of the current minute, as dashboards
         with self.read_engine.connect() as conn:
             all_rules = {int(r.id): store.rule_def(r) for r in store.list_rules(conn)}
@@ -317,10 +342,9 @@ class AlertEngine:
                 else []
             )
             result.read_seconds = time.perf_counter() - read_started
-            budget_cache: dict[str | None, float | None] = {}
-            needs_budget = any(e.uses_budget for e in compiled.values())
-            if needs_budget:
-                budget_cache = _budgets(conn, parsed, agents, now_ns)
+            # Every budget (cost API + agent registry): the built-in budget alerts and the
+            # language's budget_burn()/budget_forecast_burn().
+            budget_states = all_statuses(conn, datetime.fromtimestamp(now_ns / NS, tz=UTC))
             slo_defs = (
                 slo_store.list_defs(conn) if any(s.metric in SLO_FUNCS for s in all_series) else []
             )
@@ -328,6 +352,15 @@ class AlertEngine:
             channels = _channels(conn)
             existing: dict[tuple[int, str], Any] = self._active.sync(conn)
         result.rules, result.windows = len(parsed), len(windows)
+        result.budgets = len(budget_states)
+        burns: dict[tuple[str | None, bool], float | None] = {}
+
+        def burn(agent: str | None, forecast: bool) -> float | None:
+            key = (agent, forecast)
+            if key not in burns:
+                burns[key] = burn_of(budget_states, agent, forecast=forecast)
+            return burns[key]
+
         result.rollup_rows = sum(len(v) for v in blocks.values())
         figures = Figures(
             rows_by_window,
@@ -335,7 +368,7 @@ class AlertEngine:
             end_s,
             slos=slo_defs,
             cache=self._histograms,
-            budget=budget_cache.get,
+            budget=burn,
         )
 
         # Evaluate (pure): which (rule, labels) hold now, with their value. Each rule runs over
@@ -348,7 +381,14 @@ class AlertEngine:
             columns = figures.columns(ast.by, entry.windows, agents)
             n = len(columns)
             result.groups += n
-            signature = (rule.id, rule.name, rule.severity, tuple(sorted(rule.labels.items())))
+            named_agent = entry.named_agent if "agent" not in ast.by else None
+            signature = (
+                rule.id,
+                rule.name,
+                rule.severity,
+                tuple(sorted(rule.labels.items())),
+                named_agent,
+            )
             fingerprints = self._fingerprints.setdefault(signature, {})
             has_alerts = rule.id in alerting_rules
             try:
@@ -359,7 +399,7 @@ class AlertEngine:
                         continue
                     identity = fingerprints.get(columns.keys[i])
                     if identity is None:
-                        identity = self._identity(rule, columns.groups[i])
+                        identity = self._identity(rule, columns.groups[i], named_agent)
                         fingerprints[columns.keys[i]] = identity
                     fp, labels = identity
                     key = (rule.id, fp)
@@ -377,6 +417,13 @@ class AlertEngine:
             except Exception as exc:  # a bug, not the user's: keep the other rules going
                 result.errors.append(f"rule {rule.id} ({rule.name}): {exc!r}")
         figures.keep()
+        # The built-in budget alerts (alerting/budget_alerts.py).
+        for ba in budget_alerts.evaluate(
+            budget_states, lambda fp: (budget_alerts.BUDGET_RULE_ID, fp) in existing
+        ):
+            key = (budget_alerts.BUDGET_RULE_ID, ba.fingerprint)
+            if ba.active or key in existing:
+                evaluated[key] = (ba.rule, ba.labels, ba.active, ba.value)
         # Alerts whose group vanished from the result (the agent went away) count as false;
         # those of a disabled rule resolve now (keep_firing_for does not apply).
         rules_by_id = {rule.id: rule for rule, _ in parsed}
@@ -384,10 +431,13 @@ class AlertEngine:
             if key in evaluated:
                 continue
             found = rules_by_id.get(key[0])
+            labels = store.loads(row.labels, {})
             if found is None and key[0] in all_rules:
                 found = replace(all_rules[key[0]], keep_firing_for_s=0)
+            if found is None and budget_alerts.is_budget_rule(key[0]):  # the budget went away
+                found = budget_alerts.rule_of_alert(row.rule_name, labels, row.message)
             if found is not None:
-                evaluated[key] = (found, store.loads(row.labels, {}), False, None)
+                evaluated[key] = (found, labels, False, None)
 
         missing = [k for k, (_, _, active, _) in evaluated.items() if k not in existing]
         if missing:
@@ -630,7 +680,13 @@ class AlertEngine:
     ) -> int:
         """Write one outbox row per routed channel (in the caller's transaction); returns how
         many. With ``queued``, add the rows to it instead (for ``store.enqueue_many``)."""
-        snapshot = {**snapshot, **self.links(snapshot["id"], labels)}
+        routed = route(rule, labels, channels)
+        if not routed:
+            return 0
+        trace_id = None
+        if self.dashboard_url and event in ("firing", "repeat"):
+            trace_id = self.trace_for(rule, labels, now_ns)
+        snapshot = {**snapshot, **self.links(snapshot["id"], labels, trace_id)}
         payload = {"event": event, "at": store.iso(now_ns), "alert": snapshot}
         rows = [
             store.outbox_row(
@@ -641,20 +697,60 @@ class AlertEngine:
                 payload=payload,
                 now_ns=now_ns,
             )
-            for channel in route(rule, labels, channels)
+            for channel in routed
         ]
         if queued is not None:
             queued.extend(rows)
             return len(rows)
         return store.enqueue_many(conn, rows)
 
-    def links(self, alert_id: int, labels: Mapping[str, str]) -> dict[str, str]:
+    def links(
+        self, alert_id: int, labels: Mapping[str, str], trace_id: str | None = None
+    ) -> dict[str, str]:
+        """Dashboard links of a notification: the alert (``/alerts/{id}``), its agent
+        (``/agents/{name}``, URL-encoded) and a trace (``/traces/{trace_id}``)."""
         if not self.dashboard_url:
             return {}
         out = {"url": f"{self.dashboard_url}/alerts/{alert_id}"}
         if labels.get("agent"):
-            out["agent_url"] = f"{self.dashboard_url}/agents/{labels['agent']}"
+            out["agent_url"] = f"{self.dashboard_url}/agents/{quote(labels['agent'], safe='')}"
+        if trace_id:
+            out["trace_url"] = f"{self.dashboard_url}/traces/{trace_id}"
         return out
+
+    def trace_for(self, rule: RuleDef, labels: Mapping[str, str], now_ns: int) -> str | None:
+        """A trace that shows what the alert is about, of its agent (all agents without one)
+        in the rule's window (at most a day): the slowest for a latency rule, the costliest
+        for a cost/token rule or a budget alert (the last hour), else the most recent failing
+        one, or the slowest when none failed. None when there is no trace (or on an error:
+        a link is not worth a notification)."""
+        prefer, window_s = "failing", 0
+        if budget_alerts.is_budget_rule(rule.id):
+            prefer, window_s = "costliest", BUDGET_TRACE_WINDOW_S
+        else:
+            try:
+                entry = self._rule(rule.expression)
+            except RuleSyntaxError:
+                return None
+            metrics = {s.metric for s in entry.series}
+            window_s = max((s.window_s for s in entry.series), default=BUDGET_TRACE_WINDOW_S)
+            if any(m.startswith("latency_") for m in metrics):
+                prefer = "slowest"
+            elif metrics & COST_METRICS or entry.uses_budget:
+                prefer = "costliest"
+        since_ns = now_ns - min(window_s, TRACE_WINDOW_MAX_S) * NS
+        key = (labels.get("agent"), since_ns, prefer)
+        if key in self._traces:
+            return self._traces[key]
+        try:
+            with self.read_engine.connect() as conn:
+                found = store.trace_for_alert(conn, key[0], since_ns, now_ns, prefer)
+        except Exception:
+            log.warning("could not find a trace for a notification", exc_info=True)
+            return None
+        if len(self._traces) < 10_000:
+            self._traces[key] = found
+        return found
 
     def routed_channels(self, conn: Connection) -> list[_Channel]:
         return _channels(conn)
@@ -719,6 +815,9 @@ def state_of(row: Any, *, silenced: bool, last_true_ns: int | None = None) -> Al
     )
 
 
+COST_METRICS = frozenset({"cost", "tokens", "input_tokens", "output_tokens", "cached_tokens"})
+
+
 def _uses_budget(rule: Rule) -> bool:
     stack: list[Any] = [rule.expr]
     while stack:
@@ -731,25 +830,3 @@ def _uses_budget(rule: Rule) -> bool:
                 stack.append(child)
         stack.extend(getattr(node, "args", ()))
     return False
-
-
-def _budgets(
-    conn: Connection, parsed: list[tuple[RuleDef, Rule]], agents: list[str], now_ns: int
-) -> dict[str | None, float | None]:
-    """budget_burn() for every agent a rule may ask about (the cost room's function)."""
-    from pharos.server.cost.budgets import budget_burn
-
-    now = datetime.fromtimestamp(now_ns / NS, tz=UTC)
-    wanted: set[str | None] = {None, *agents}
-    for _, rule in parsed:
-        stack: list[Any] = [rule.expr]
-        while stack:
-            node = stack.pop()
-            if isinstance(node, Budget) and node.agent is not None:
-                wanted.add(node.agent)
-            for name in ("left", "right", "operand"):
-                child = getattr(node, name, None)
-                if child is not None:
-                    stack.append(child)
-            stack.extend(getattr(node, "args", ()))
-    return {agent: budget_burn(conn, agent=agent, now=now) for agent in wanted}

@@ -241,10 +241,11 @@ class Figures:
         end_s: int = 0,
         slos: Sequence[slo_core.SloDef] = (),
         cache: HistogramCache | None = None,
-        budget: Callable[[str | None], Value] | None = None,
+        budget: Callable[[str | None, bool], Value] | None = None,
     ) -> None:
         self.rows = rows_by_window
-        self.budget = budget  # budget_burn() of an agent (None: of all), for budget columns
+        # budget_burn() (or, forecast=True, budget_forecast_burn()) of an agent (None: of all)
+        self.budget = budget
         self.slos = slos  # slo_burn() / slo_attainment(): the SLOs defined (slo/)
         # anomaly(): minute rows of the ANOMALY_HISTORY windows before each window, by window
         self.history = history or {}
@@ -532,7 +533,9 @@ class GroupColumns:
         if found is None:
             of = self.figures.budget
             found = self._budgets[b] = [
-                None if of is None else of(b.agent if b.agent is not None else g.get("agent"))
+                None
+                if of is None
+                else of(b.agent if b.agent is not None else g.get("agent"), b.forecast)
                 for g in self.groups
             ]
         return found

@@ -139,9 +139,12 @@ class Series:
 
 @dataclass(frozen=True, slots=True)
 class Budget:
-    """``budget_burn(agent=...)``: spend / hard limit of the matching budget (cost room)."""
+    """``budget_burn(agent=...)``: spend / hard limit of the matching budget (cost room);
+    ``budget_forecast_burn(agent=...)`` (``forecast``): the forecast for the end of the period
+    / hard limit."""
 
     agent: str | None = None
+    forecast: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +206,26 @@ class Rule:
         """The left side of the first comparison: the value an alert reports."""
         return _first_compare_left(self.expr)
 
+    @property
+    def named_agent(self) -> str | None:
+        """The one agent every ``agent=`` filter of the rule names (``budget_burn(agent="x")
+        > 0.8``, ``p95(latency, 5m, agent="x") > 2000 and ...``), None when there is none or
+        they differ: an alert of a rule not grouped by agent carries it as its ``agent``."""
+        names: set[str | None] = set()
+        stack: list[Node] = [self.expr]
+        while stack:
+            n = stack.pop()
+            if isinstance(n, Series | Budget):
+                if n.agent is not None:
+                    names.add(n.agent)
+            elif isinstance(n, BinOp | Compare | Logic):
+                stack.extend((n.right, n.left))
+            elif isinstance(n, Neg | Not):
+                stack.append(n.operand)
+            elif isinstance(n, Func):
+                stack.extend(n.args)
+        return next(iter(names)) if len(names) == 1 else None
+
 
 SERIES_METRICS = {
     # metric -> unit
@@ -253,6 +276,8 @@ FUNCTIONS = {
     "sum": "sum(tokens|input_tokens|output_tokens|cached_tokens|cost|requests|errors, window"
     "[, ...]): a total (cost in USD)",
     "budget_burn": "budget_burn([agent=]): spend so far / hard limit of the agent's budget",
+    "budget_forecast_burn": "budget_forecast_burn([agent=]): forecast for the end of the "
+    "period / hard limit of the agent's budget (> 1: it runs out before the period ends)",
     "slo_burn": "slo_burn(window[, agent=, slo=]): error-budget burn rate of the agent's SLOs "
     "over the window (the highest; 1 = on budget, 14.4 over 1h = 2% of 30 days' budget)",
     "slo_attainment": "slo_attainment(window[, agent=, slo=]): good requests by the SLO's "
@@ -560,10 +585,10 @@ class _Builder:
             return _Typed(replace(inner.node, anomaly=True), "number")
         agent = kwargs["agent"][0] if "agent" in kwargs else None
         model = kwargs["model"][0] if "model" in kwargs else None
-        if name == "budget_burn":
+        if name in ("budget_burn", "budget_forecast_burn"):
             if positional or model is not None:
                 raise self.fail(f"usage: {usage}", t)
-            return _Typed(Budget(agent), "number")
+            return _Typed(Budget(agent, forecast=name == "budget_forecast_burn"), "number")
         if name in _WINDOW_FUNCS:
             if len(positional) != 1:
                 raise self.fail(f"usage: {usage}", t)

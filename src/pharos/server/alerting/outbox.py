@@ -4,7 +4,13 @@ jitter, until each is delivered once (or gives up after ``max_attempts``).
 A row is leased (``locked_by``/``locked_until_ns``) before sending so two instances never send
 it at the same time; it is marked sent in the database right after the channel accepted it. A
 worker that stops gives its leases back; one that crashes loses them when they expire. Sending
-happens here, in its own task, so a slow channel never delays rule evaluation.
+happens here, in its own task, so a slow channel never delays rule evaluation; and each send is
+its own task (up to ``concurrency`` at once), so a channel that hangs until the send timeout
+holds one slot, not the other channels' notifications.
+
+Delivery is at least once per transition per channel, and once in practice: a crash after the
+receiver's 2xx but before the row is marked sent resends it, with the same idempotency key
+(docs/alerting.md#delivery-the-outbox).
 """
 
 from __future__ import annotations
@@ -76,31 +82,61 @@ class OutboxWorker:
         self._client: httpx.AsyncClient | None = None
 
     async def run(self) -> None:
+        """Claim due rows while fewer than ``concurrency`` sends are in flight, send each in its
+        own task, record outcomes as they come (one transaction for those done together)."""
         self.running = True
-        self._client = httpx.AsyncClient(follow_redirects=False)
+        client = self._client = httpx.AsyncClient(follow_redirects=False)
+        inflight: set[asyncio.Task[Any]] = set()
+        done: list[tuple[Any, str | None, bool]] = []
+
+        def finished(task: asyncio.Task[Any]) -> None:
+            inflight.discard(task)
+            if not task.cancelled() and task.exception() is None:
+                done.append(task.result())
+            self.wake.set()
+
         try:
             while True:
+                self.wake.clear()
                 try:
-                    busy = await self.deliver_due()
+                    if done:
+                        batch, done[:] = list(done), []
+                        await anyio.to_thread.run_sync(self._record, batch)
+                    claimed: list[Any] = []
+                    free = self.concurrency - len(inflight)
+                    if free > 0 and not self.stopping:
+                        claimed = await anyio.to_thread.run_sync(
+                            self._claim, time.time_ns(), min(free, self.batch)
+                        )
+                    for row, channel in claimed:
+                        task = asyncio.create_task(self._send(client, row, channel))
+                        inflight.add(task)
+                        task.add_done_callback(finished)
                 except Exception as exc:  # the database went away: log, wait, try again
                     self.stats.last_error = f"{type(exc).__name__}: {exc}"[:300]
                     self.stats.errors_by_reason["database"] += 1
                     log.warning("outbox: %s", self.stats.last_error)
-                    busy = 0
-                if self.stopping:
+                    claimed = []
+                if self.stopping and not inflight and not done:
                     return
-                if busy:
+                if claimed and len(inflight) < self.concurrency:
                     continue  # more may be due
-                self.wake.clear()
+                if done:
+                    continue
                 with anyio.move_on_after(self.poll_seconds):
                     await self.wake.wait()
         finally:
             self.running = False
-            await self._client.aclose()
+            for task in list(inflight):  # cancelled (stop timed out): their leases go back
+                task.cancel()
+            await asyncio.gather(*inflight, return_exceptions=True)
             try:
+                if done:
+                    await anyio.to_thread.run_sync(self._record, list(done))
                 await anyio.to_thread.run_sync(self._release)
             except Exception:
-                log.warning("outbox: could not release leases", exc_info=True)
+                log.warning("outbox: could not record or release leases", exc_info=True)
+            await client.aclose()
 
     async def stop(self, task: asyncio.Task[None]) -> None:
         """Let the sends in flight finish (up to the send timeout), then cancel."""
@@ -118,10 +154,12 @@ class OutboxWorker:
         with self.engine.begin() as conn:
             store.release(conn, self.holder)
 
-    def _claim(self, now_ns: int) -> list[Any]:
+    def _claim(self, now_ns: int, limit: int | None = None) -> list[Any]:
         lease_ns = int((self.timeout * 2 + 5) * NS)
         with self.engine.begin() as conn:
-            rows = store.claim_due(conn, self.holder, now_ns, lease_ns, self.batch)
+            rows = store.claim_due(
+                conn, self.holder, now_ns, lease_ns, limit or self.batch, scan=self.batch
+            )
             out = []
             channels: dict[int, Any] = {}
             for row in rows:
@@ -132,7 +170,8 @@ class OutboxWorker:
             return out
 
     async def deliver_due(self, now_ns: int | None = None) -> int:
-        """Send every due notification once; returns how many were attempted."""
+        """Send every due notification once and wait for all of them (a one-shot pass for
+        callers without the :meth:`run` loop); returns how many were attempted."""
         now_ns = time.time_ns() if now_ns is None else now_ns
         claimed = await anyio.to_thread.run_sync(self._claim, now_ns)
         if not claimed:
@@ -159,14 +198,18 @@ class OutboxWorker:
         if not channel.enabled:
             return row, "channel disabled", False
         try:
-            await deliver(
-                channel.type,
-                store.loads(channel.config, {}),
-                store.loads(row.payload, {}),
-                key=row.idempotency_key,
-                client=client,
-                seconds=self.timeout,
-            )
+            # httpx's timeout is per read; a receiver trickling bytes is cut off here.
+            with anyio.fail_after(self.timeout * 2 + 1):
+                await deliver(
+                    channel.type,
+                    store.loads(channel.config, {}),
+                    store.loads(row.payload, {}),
+                    key=row.idempotency_key,
+                    client=client,
+                    seconds=self.timeout,
+                )
+        except TimeoutError:
+            return row, f"timed out after {self.timeout * 2 + 1:g}s", True
         except DeliveryError as exc:
             return row, str(exc), exc.retryable
         except Exception as exc:  # a bad config value (KeyError...): will not get better

@@ -32,6 +32,8 @@ class RuleDef:
     message: str = ""
     channels: tuple[str, ...] = ()
     enabled: bool = True
+    #: ``message`` is the text itself, not a template (built-in budget alerts)
+    literal_message: bool = False
 
     @property
     def timing(self) -> Timing:
@@ -45,9 +47,16 @@ class RuleDef:
         return parse(self.expression)
 
 
-def alert_labels(rule: RuleDef, group: Mapping[str, str]) -> dict[str, str]:
-    """An alert's labels: the rule's own, its name and severity, and the ``by`` group."""
-    return {**rule.labels, "alertname": rule.name, "severity": rule.severity, **group}
+def alert_labels(
+    rule: RuleDef, group: Mapping[str, str], agent: str | None = None
+) -> dict[str, str]:
+    """An alert's labels: the rule's own, its name and severity, and the ``by`` group; and
+    ``agent`` when the rule is not grouped by agent but names one (``budget_burn(agent="x")``,
+    :attr:`Rule.named_agent`)."""
+    labels = {**rule.labels, "alertname": rule.name, "severity": rule.severity, **group}
+    if agent is not None and "agent" not in group:
+        labels["agent"] = agent
+    return labels
 
 
 def fingerprint(rule_id: int, labels: Mapping[str, str]) -> str:
@@ -72,6 +81,8 @@ def render(template: str, fields: Mapping[str, str]) -> str:
 
 
 def message_for(rule: RuleDef, labels: Mapping[str, str], value: float | None) -> str:
+    if rule.literal_message:
+        return rule.message[:2000]
     fields = {
         **labels,
         "rule": rule.name,

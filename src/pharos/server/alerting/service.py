@@ -20,6 +20,24 @@ from pharos.server.db.engine import make_engine
 from pharos.server.settings import Settings
 
 log = logging.getLogger("pharos.alerting")
+#: The channels settings manage: created, refreshed and enabled at every start from their
+#: settings, disabled when their settings are gone.
+ENV_CHANNELS = ("env-slack", "env-pagerduty", "env-webhook", "env-email")
+_WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})  # noqa: S104 - compared, not bound
+
+
+def dashboard_url(settings: Settings) -> str:
+    """Base URL of notification links: ``PHAROS_ALERT_DASHBOARD_URL`` (the public URL behind a
+    proxy or load balancer), else this server's own address, with 127.0.0.1 for a wildcard
+    bind (``http://0.0.0.0:4318`` opens nothing in a browser)."""
+    if settings.alert_dashboard_url:
+        return settings.alert_dashboard_url.rstrip("/")
+    host = settings.host
+    if host in _WILDCARD_HOSTS:
+        host = "127.0.0.1"
+    elif ":" in host and not host.startswith("["):  # an IPv6 address
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}"
 
 
 def configured_channels(settings: Settings) -> list[dict[str, Any]]:
@@ -90,8 +108,9 @@ class Alerting:
             sqlite_begin="IMMEDIATE",
             pool_size=2,
         )
-        dashboard = settings.alert_dashboard_url or f"http://{settings.host}:{settings.port}"
-        self.engine = AlertEngine(read_engine, self.write_engine, dashboard_url=dashboard)
+        self.engine = AlertEngine(
+            read_engine, self.write_engine, dashboard_url=dashboard_url(settings)
+        )
         self.worker = OutboxWorker(
             self.write_engine,
             poll_seconds=settings.alert_outbox_poll_seconds,
@@ -139,9 +158,10 @@ class Alerting:
         now = time.time_ns()
         if self.settings.alert_default_rules:
             self.engine.create_default_rules(now)
-        channels = configured_channels(self.settings)
-        if channels:
-            self.engine.sync_channels(channels, now)
+        # Always, also with none configured: a channel whose settings were removed stops.
+        disabled = self.engine.sync_channels(configured_channels(self.settings), now, ENV_CHANNELS)
+        for name in disabled:
+            log.info("channel %s disabled: its settings are no longer set", name)
         self.engine.refresh_firing()
 
     def _step_down(self) -> None:

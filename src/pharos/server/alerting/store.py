@@ -32,6 +32,7 @@ from pharos.server.db.schema import (
     channels,
     outbox,
     silences,
+    traces,
 )
 from pharos.server.timeparse import iso_from_ns
 
@@ -540,6 +541,36 @@ def firing_snapshot(conn: Connection) -> list[Row[Any]]:
     return list(conn.execute(stmt))
 
 
+def trace_for_alert(
+    conn: Connection, agent: str | None, since_ns: int, until_ns: int, prefer: str
+) -> str | None:
+    """The trace a notification links to, of ``agent`` (None: any) started in [since, until):
+    ``slowest`` (longest), ``costliest`` (most spent, else the slowest), ``failing`` (the most
+    recent failed one, else the slowest)."""
+    conds = [traces.c.start_ns >= since_ns, traces.c.start_ns < until_ns]
+    if agent is not None:
+        conds.append(traces.c.agent == agent)
+    base = select(traces.c.trace_id).where(*conds).limit(1)
+    if prefer == "failing":
+        found = conn.execute(
+            base.where(traces.c.status == "error").order_by(traces.c.start_ns.desc())
+        ).scalar()
+        if found is not None:
+            return str(found)
+    if prefer == "costliest":
+        found = conn.execute(
+            base.where(traces.c.cost_nanousd > 0).order_by(
+                traces.c.cost_nanousd.desc(), traces.c.start_ns.desc()
+            )
+        ).scalar()
+        if found is not None:
+            return str(found)
+    found = conn.execute(
+        base.order_by(traces.c.duration_ms.desc(), traces.c.start_ns.desc())
+    ).scalar()
+    return None if found is None else str(found)
+
+
 # --- silences ------------------------------------------------------------------------------------
 
 
@@ -759,10 +790,11 @@ def enqueue_many(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> int:
 
 
 def claim_due(
-    conn: Connection, holder: str, now_ns: int, lease_ns: int, limit: int
+    conn: Connection, holder: str, now_ns: int, lease_ns: int, limit: int, scan: int = 0
 ) -> list[Row[Any]]:
     """Lease up to ``limit`` due notifications to ``holder`` (a conditional update, so two
-    instances never send the same row at once). Commit before sending."""
+    instances never send the same row at once), looking at the ``max(scan, limit)`` oldest due
+    rows (some wait behind one of their alert's in flight). Commit before sending."""
     due = [
         (int(r[0]), r[1], int(r[2]))
         for r in conn.execute(
@@ -773,7 +805,7 @@ def claim_due(
                 or_(outbox.c.locked_until_ns.is_(None), outbox.c.locked_until_ns < now_ns),
             )
             .order_by(outbox.c.next_attempt_ns, outbox.c.id)
-            .limit(limit)
+            .limit(max(scan, limit))
         )
     ]
     # One alert's notifications reach a channel in order (PagerDuty must see trigger before
@@ -792,7 +824,7 @@ def claim_due(
         row_id
         for row_id, alert_id, channel_id in due
         if alert_id is None or first.get((int(alert_id), channel_id)) == row_id
-    ]
+    ][:limit]
     if not ids:
         return []
     until = now_ns + lease_ns

@@ -1,19 +1,29 @@
 """Health score 0-100 from error rate, p99 latency and firing alerts (pure).
 
 Each component scores 1 at or below its warning threshold, 0 at or above its critical one, and
-linearly in between. The score is ``40·errors + 40·latency + 20·alerts``. The status is the
-worse of the score's band (>= 80 healthy, >= 50 degraded, else critical) and the worst
-component (past critical -> critical, past warning -> degraded): an error rate past its critical
-threshold makes the status critical even when latency is perfect.
+linearly in between (all six thresholds are settings; a warning above its critical one is
+refused). The score is ``40·errors + 40·latency + 20·alerts``. The status is the worse of the
+score's band (>= 80 healthy, >= 50 degraded, else critical) and the worst component (past
+critical -> critical, past warning -> degraded): an error rate past its critical threshold
+makes the status critical even when latency is perfect.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 WEIGHTS = {"error_rate": 40, "latency_p99": 40, "alerts": 20}
 _STATUS_ORDER = {"healthy": 0, "degraded": 1, "critical": 2}
+
+
+class HealthSettings(Protocol):
+    health_error_rate_warning: float
+    health_error_rate_critical: float
+    health_p99_warning_ms: float
+    health_p99_critical_ms: float
+    health_alerts_warning: int
+    health_alerts_critical: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +33,19 @@ class HealthThresholds:
     p99_warning_ms: float = 2000.0
     p99_critical_ms: float = 10000.0
     alerts_critical: int = 3  # firing alerts that take the alert component to 0
+    alerts_warning: int = 0  # firing alerts tolerated (the component stays at 1)
+
+    @classmethod
+    def from_settings(cls, s: HealthSettings) -> HealthThresholds:
+        """Every threshold from the ``PHAROS_HEALTH_*`` settings."""
+        return cls(
+            error_rate_warning=s.health_error_rate_warning,
+            error_rate_critical=s.health_error_rate_critical,
+            p99_warning_ms=s.health_p99_warning_ms,
+            p99_critical_ms=s.health_p99_critical_ms,
+            alerts_critical=s.health_alerts_critical,
+            alerts_warning=s.health_alerts_warning,
+        )
 
 
 def linear_score(value: float, warning: float, critical: float) -> float:
@@ -97,18 +120,18 @@ def health(
         limit = t.p99_critical_ms if l_level == "critical" else t.p99_warning_ms
         reasons.append(f"High latency: {p99_ms:.0f} ms (p99, {l_level} above {limit:g} ms)")
 
-    a_score = max(0.0, 1.0 - firing_alerts / max(1, t.alerts_critical))
-    a_level = _level(firing_alerts, 0, t.alerts_critical)
+    a_score = linear_score(firing_alerts, t.alerts_warning, t.alerts_critical)
+    a_level = _level(firing_alerts, t.alerts_warning, t.alerts_critical)
     comps["alerts"] = {
         "value": firing_alerts,
         "unit": "firing",
         "score": round(a_score, 3),
         "weight": WEIGHTS["alerts"],
         "status": a_level,
-        "warning": 0,
+        "warning": t.alerts_warning,
         "critical": t.alerts_critical,
     }
-    if firing_alerts:
+    if a_level != "healthy":  # as many as tolerated (alerts_warning) do not lower health
         reasons.append(f"{firing_alerts} alert(s) firing")
 
     score = round(

@@ -148,3 +148,62 @@ def _cover(start: int, end: int, levels: tuple[str, ...]) -> list[tuple[str, int
     out.append((level, first, last))
     out += _cover(last, end, rest)
     return out
+
+
+# --- packed deltas (computed in ingest workers, merged by the writer) --------------------------
+
+#: A rollup delta as a plain tuple: count, errors, duration_sum_ms, duration_max_ms, input,
+#: output and cached tokens, cost (nano-USD), histogram {bucket: count}. Tuples of ints and a
+#: dict cross a process boundary ~10x cheaper than :class:`RollupDelta` objects, and the writer
+#: merges them with stored rows as they are.
+Packed = tuple[int, int, float, float, int, int, int, int, dict[int, int]]
+PackedDeltas = dict[RollupKey, Packed]
+
+
+def pack(deltas: dict[RollupKey, RollupDelta]) -> PackedDeltas:
+    return {
+        key: (
+            d.count,
+            d.errors,
+            d.duration_sum_ms,
+            d.duration_max_ms,
+            d.input_tokens,
+            d.output_tokens,
+            d.cached_tokens,
+            d.cost_nanousd,
+            dict(d.histogram),
+        )
+        for key, d in deltas.items()
+    }
+
+
+def packed_deltas(records: Iterable[SpanRecord]) -> dict[str, PackedDeltas]:
+    """What spans (each stored for the first time) add to the rollups of every resolution."""
+    minute = rollup_deltas(records, RESOLUTIONS["1m"])
+    return {
+        name: pack(minute if seconds == 60 else coarsen(minute, seconds))
+        for name, seconds in RESOLUTIONS.items()
+    }
+
+
+def add_packed(target: PackedDeltas, more: PackedDeltas) -> None:
+    """Add ``more`` into ``target`` (new tuples: the values of either are never modified)."""
+    for key, p in more.items():
+        t = target.get(key)
+        if t is None:
+            target[key] = p
+            continue
+        histogram = dict(t[8])
+        for bucket, n in p[8].items():
+            histogram[bucket] = histogram.get(bucket, 0) + n
+        target[key] = (
+            t[0] + p[0],
+            t[1] + p[1],
+            t[2] + p[2],
+            max(t[3], p[3]),
+            t[4] + p[4],
+            t[5] + p[5],
+            t[6] + p[6],
+            t[7] + p[7],
+            histogram,
+        )

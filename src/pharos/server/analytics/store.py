@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select, union_all
+from sqlalchemy import Connection, Select, and_, exists, func, select, union_all
 
 from pharos.server.analytics.rollups import REQUEST, RESOLUTIONS, cover
 from pharos.server.analytics.summary import RollupRow
-from pharos.server.db.schema import ROLLUP_TABLES, traces
+from pharos.server.db.schema import ROLLUP_TABLES, spans, traces
 
 
 def fetch_rollups(
@@ -56,24 +56,43 @@ def fetch_rollups(
         cursor.close()
 
 
-def recent_error_traces(conn: Connection, limit: int) -> list[Any]:
-    """The newest failed traces (walks the start_ns index newest first)."""
-    stmt = (
-        select(traces)
-        .where(traces.c.status == "error")
-        .order_by(traces.c.start_ns.desc())
-        .limit(limit)
-    )
+def _scoped(stmt: Select[Any], agent: str | None, model: str | None) -> Select[Any]:
+    """Traces of ``agent`` (the trace's agent) and/or with a span of ``model``."""
+    if agent is not None:
+        stmt = stmt.where(traces.c.agent == agent)
+    if model is not None:
+        # One seek per candidate trace on the (trace_id, span_id) unique index.
+        stmt = stmt.where(
+            exists().where(spans.c.trace_id == traces.c.trace_id, spans.c.model == model)
+        )
+    return stmt
+
+
+def recent_error_traces(
+    conn: Connection,
+    since_ns: int,
+    limit: int,
+    *,
+    agent: str | None = None,
+    model: str | None = None,
+) -> list[Any]:
+    """The newest failed traces started since ``since_ns`` (walks the failed-traces index
+    newest first)."""
+    stmt = select(traces).where(traces.c.status == "error", traces.c.start_ns >= since_ns)
+    stmt = _scoped(stmt, agent, model).order_by(traces.c.start_ns.desc()).limit(limit)
     return list(conn.execute(stmt))
 
 
-def slowest_traces(conn: Connection, since_ns: int, limit: int) -> list[Any]:
-    stmt = (
-        select(traces)
-        .where(traces.c.start_ns >= since_ns)
-        .order_by(traces.c.duration_ms.desc())
-        .limit(limit)
-    )
+def slowest_traces(
+    conn: Connection,
+    since_ns: int,
+    limit: int,
+    *,
+    agent: str | None = None,
+    model: str | None = None,
+) -> list[Any]:
+    stmt = _scoped(select(traces).where(traces.c.start_ns >= since_ns), agent, model)
+    stmt = stmt.order_by(traces.c.duration_ms.desc(), traces.c.trace_id).limit(limit)
     return list(conn.execute(stmt))
 
 

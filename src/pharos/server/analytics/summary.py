@@ -257,9 +257,7 @@ def series(
     for key in ordered:
         slots = grouped[key]
         if needs_histogram:  # the costly case: merge each slot's histograms (memoised)
-            values = [
-                _quantile_slot(metric, model_scope, tuple(slots.get(b, ()))) for b in buckets
-            ]
+            values = [_quantile_slot(metric, model_scope, tuple(slots.get(b, ()))) for b in buckets]
         else:
             values = [
                 metric_value(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
@@ -24,8 +23,9 @@ from pharos.server.cost.budgets import (
     evaluate,
     recent_events,
     record_transitions,
+    reset_budget,
 )
-from pharos.server.cost.prices import Price, micro_to_usd, usd_to_micro
+from pharos.server.cost.prices import Price, bundled_table, micro_to_usd, usd_to_micro
 from pharos.server.cost.report import costs_report, model_usage, unknown_models, usd
 from pharos.server.cost.suggestions import DAY_S, load_usage, suggest
 from pharos.server.db.engine import writing
@@ -107,14 +107,13 @@ async def list_prices(
         key = await anyio.to_thread.run_sync(book.resolve, model)
         history = table.history.get(key or "", ())
         current = table.price_at(key, time.time_ns()) if key else None
+        vendor = table.vendors.get(key or "")
         return FastJSONResponse(
             {
                 "model": model,
                 "matched": key,
-                "price": None if current is None else _price_json(key or "", current, None),
-                "history": [
-                    _price_json(key or "", p, table.vendors.get(key or "")) for p in history
-                ],
+                "price": None if current is None else _price_json(key or "", current, vendor),
+                "history": [_price_json(key or "", p, vendor) for p in history],
                 "as_of": table.as_of,
             }
         )
@@ -184,7 +183,10 @@ async def set_price(body: PriceIn, engine: EngineDep, book: BookDep) -> FastJSON
     book.invalidate()
     price = Price(input_micro, output_micro, cached_micro, effective, "override", price_id)
     return FastJSONResponse(
-        {**_price_json(model.lower(), price, None), "note": body.note},
+        {
+            **_price_json(model.lower(), price, bundled_table().vendors.get(model.lower())),
+            "note": body.note,
+        },
         status_code=201 if created else 200,
     )
 
@@ -305,6 +307,8 @@ def budget_json(state: BudgetState) -> dict[str, Any]:
             "next_24h_usd": usd(fc.next_24h_nanousd),
         },
         "status": state.status,
+        "reset_at": None if state.reset_ns is None else iso_from_ns(state.reset_ns),
+        "period_spend_usd": usd(state.period_spend_nanousd),
         "crossed_at": None
         if state.status_since_ns is None or state.status == "ok"
         else iso_from_ns(state.status_since_ns),
@@ -325,18 +329,7 @@ def budget_json(state: BudgetState) -> dict[str, Any]:
     }
 
 
-def _notifier(request: Request) -> Callable[[BudgetState, str], None] | None:
-    notify: Callable[[BudgetState, str], None] | None = getattr(
-        request.app.state, "budget_notify", None
-    )
-    return notify
-
-
-def refresh_budgets(
-    engine: Engine,
-    notify: Callable[[BudgetState, str], None] | None,
-    budget_id: int | None = None,
-) -> list[BudgetState]:
+def refresh_budgets(engine: Engine, budget_id: int | None = None) -> list[BudgetState]:
     """Evaluate budgets now, record crossings, attach recent events."""
     now = datetime.now(UTC)
     with writing(engine).begin() as conn:
@@ -347,7 +340,7 @@ def refresh_budgets(
             if row is None:
                 raise ApiError(404, f"no budget {budget_id}")
             states = [evaluate(conn, row, now)]
-        record_transitions(conn, states, now, notify)
+        record_transitions(conn, states, now)
         for state in states:
             state.events = recent_events(conn, state.id)
     return states
@@ -395,13 +388,13 @@ def _save_budget(engine: Engine, values: dict[str, Any], budget_id: int | None) 
 
 
 @router.get("/budgets", summary="Budgets with spend, forecast, exhaustion date and burn status")
-async def list_budgets(request: Request, engine: EngineDep) -> FastJSONResponse:
-    states = await anyio.to_thread.run_sync(refresh_budgets, engine, _notifier(request))
+async def list_budgets(engine: EngineDep) -> FastJSONResponse:
+    states = await anyio.to_thread.run_sync(refresh_budgets, engine)
     return FastJSONResponse({"budgets": [budget_json(s) for s in states]})
 
 
 @router.post("/budgets", status_code=201, summary="Create a budget (per agent or global)")
-async def create_budget(body: BudgetIn, request: Request, engine: EngineDep) -> FastJSONResponse:
+async def create_budget(body: BudgetIn, engine: EngineDep) -> FastJSONResponse:
     hard, soft = _limits(body.limit_usd, body.soft_limit_usd)
     if not body.name.strip():
         raise _bad("name must not be blank")
@@ -413,19 +406,19 @@ async def create_budget(body: BudgetIn, request: Request, engine: EngineDep) -> 
         "soft_limit_nanousd": soft,
     }
     budget_id = await anyio.to_thread.run_sync(_save_budget, engine, values, None)
-    states = await anyio.to_thread.run_sync(refresh_budgets, engine, _notifier(request), budget_id)
+    states = await anyio.to_thread.run_sync(refresh_budgets, engine, budget_id)
     return FastJSONResponse(budget_json(states[0]), status_code=201)
 
 
 @router.get("/budgets/{budget_id}", summary="One budget, evaluated now")
-async def get_budget(budget_id: BudgetId, request: Request, engine: EngineDep) -> FastJSONResponse:
-    states = await anyio.to_thread.run_sync(refresh_budgets, engine, _notifier(request), budget_id)
+async def get_budget(budget_id: BudgetId, engine: EngineDep) -> FastJSONResponse:
+    states = await anyio.to_thread.run_sync(refresh_budgets, engine, budget_id)
     return FastJSONResponse(budget_json(states[0]))
 
 
 @router.put("/budgets/{budget_id}", summary="Change a budget (any of its fields)")
 async def update_budget(
-    budget_id: BudgetId, body: BudgetPatch, request: Request, engine: EngineDep
+    budget_id: BudgetId, body: BudgetPatch, engine: EngineDep
 ) -> FastJSONResponse:
     def current() -> Any:
         with engine.connect() as conn:
@@ -456,8 +449,25 @@ async def update_budget(
         values["limit_nanousd"], values["soft_limit_nanousd"] = _limits(limit, soft)
     if values:
         await anyio.to_thread.run_sync(_save_budget, engine, values, budget_id)
-    states = await anyio.to_thread.run_sync(refresh_budgets, engine, _notifier(request), budget_id)
+    states = await anyio.to_thread.run_sync(refresh_budgets, engine, budget_id)
     return FastJSONResponse(budget_json(states[0]))
+
+
+@router.post(
+    "/budgets/{budget_id}/reset",
+    summary="Start the period's count again from now (recorded as a budget event)",
+)
+async def reset(budget_id: BudgetId, engine: EngineDep) -> FastJSONResponse:
+    def run() -> BudgetState:
+        now = datetime.now(UTC)
+        with writing(engine).begin() as conn:
+            state = reset_budget(conn, budget_id, now)
+            if state is None:
+                raise ApiError(404, f"no budget {budget_id}")
+            state.events = recent_events(conn, budget_id)
+        return state
+
+    return FastJSONResponse(budget_json(await anyio.to_thread.run_sync(run)))
 
 
 @router.delete("/budgets/{budget_id}", status_code=204, summary="Delete a budget")
@@ -477,16 +487,16 @@ def _prune(engine: Engine) -> None:
 
 
 async def budget_watcher(
-    engine: Engine, interval: float, notify: Callable[[], Any]
+    engine: Engine, interval: float
 ) -> None:  # pragma: no cover - a loop; refresh_budgets is what the tests exercise
-    """Evaluate budgets every ``interval`` seconds so crossings are recorded (and alerted)
-    even when nobody reads the API, and prune ``llm_usage_daily`` every hour. Never dies:
-    failures are logged and retried."""
+    """Evaluate budgets every ``interval`` seconds so crossings are recorded even when nobody
+    reads the API (the alert engine raises the alerts: alerting/budget_alerts.py), and prune
+    ``llm_usage_daily`` every hour. Never dies: failures are logged and retried."""
     failing = False
     next_prune = 0.0
     while True:
         try:
-            await anyio.to_thread.run_sync(refresh_budgets, engine, notify())
+            await anyio.to_thread.run_sync(refresh_budgets, engine)
             if time.monotonic() >= next_prune:
                 await anyio.to_thread.run_sync(_prune, engine)
                 next_prune = time.monotonic() + 3600

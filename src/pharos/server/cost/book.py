@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -49,6 +49,21 @@ def load_overrides(conn: Connection) -> list[tuple[str, Price]]:
     ]
 
 
+class PriceSnapshot(NamedTuple):
+    """A price book's state, small enough to send with every request to an ingest worker."""
+
+    version: int
+    overrides: tuple[tuple[str, Price], ...]
+    aliases: tuple[tuple[str, str], ...]
+
+
+def price_records(book: PriceBook, records: Iterable[SpanRecord]) -> None:
+    """Set the table cost on model calls that have a model and tokens but no client cost."""
+    for record in records:
+        if record.cost_nanousd is None and record.kind in MODEL_CALL_KINDS:
+            record.cost_nanousd = book.cost_of(record)
+
+
 class PriceBook:
     """Thread-safe: the writer thread prices spans while API handlers invalidate it."""
 
@@ -69,6 +84,28 @@ class PriceBook:
         self._keys: dict[str, str | None] = {}
         self._due = 0.0  # load at first use
         self._failing = False
+        self._overrides: tuple[tuple[str, Price], ...] = ()
+        #: Changes with every load of the overrides: ingest workers rebuild their copy of the
+        #: table (:meth:`snapshot`, :meth:`from_snapshot`) when it does.
+        self.version = 0
+
+    @property
+    def due(self) -> bool:
+        """The overrides are to be (re-)read before the next pricing."""
+        return self._engine is not None and self._clock() >= self._due
+
+    def snapshot(self) -> PriceSnapshot:
+        """What another process needs to price exactly as this book does now (no I/O)."""
+        return PriceSnapshot(self.version, self._overrides, tuple(self._aliases.items()))
+
+    @classmethod
+    def from_snapshot(cls, snapshot: PriceSnapshot) -> PriceBook:
+        """A book without database access pricing as the snapshot's book did."""
+        book = cls(None, aliases=dict(snapshot.aliases))
+        book._table = bundled_table().with_overrides(snapshot.overrides, book._aliases)
+        book._overrides = snapshot.overrides
+        book.version = snapshot.version
+        return book
 
     def invalidate(self) -> None:
         """Re-read the overrides at next use (after this instance changed them)."""
@@ -94,7 +131,9 @@ class PriceBook:
             return
         self._failing = False
         self._table = bundled_table().with_overrides(overrides, self._aliases)
+        self._overrides = tuple(overrides)
         self._keys = {}
+        self.version += 1
 
     def resolve(self, model: str) -> str | None:
         table = self.table()
@@ -163,9 +202,7 @@ class CostHook:
         """Set the table cost on model calls that have a model and tokens but no client cost.
         Never raises: a span the price book cannot price is stored without a cost."""
         try:
-            for record in records:
-                if record.cost_nanousd is None and record.kind in MODEL_CALL_KINDS:
-                    record.cost_nanousd = self.book.cost_of(record)
+            price_records(self.book, records)
         except Exception:
             self.failures += 1
             log.exception("pricing spans failed; they are stored without a table cost")

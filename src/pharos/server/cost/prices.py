@@ -85,7 +85,7 @@ class PriceTable:
     history: Mapping[str, tuple[Price, ...]]  # model key -> prices, oldest effective first
     vendors: Mapping[str, str] = field(default_factory=dict)
     cheaper: Mapping[str, str] = field(default_factory=dict)
-    aliases: Mapping[str, str] = field(default_factory=dict)
+    aliases: Mapping[str, str] = field(default_factory=dict)  # bundled, then yours
 
     def resolve(self, model: str | None) -> str | None:
         """The table's key for a model name as spans report it (see :func:`match_model`)."""
@@ -106,8 +106,9 @@ class PriceTable:
     def with_overrides(
         self, overrides: Iterable[tuple[str, Price]], aliases: Mapping[str, str] | None = None
     ) -> PriceTable:
-        """This table plus user prices. An override effective from the same instant as another
-        price (e.g. 0, "always") replaces it."""
+        """This table plus user prices and aliases. An override effective from the same instant
+        as another price (e.g. 0, "always") replaces it; a user alias replaces a bundled alias of
+        the same name."""
         merged: dict[str, dict[int, Price]] = {
             key: {p.effective_from_ns: p for p in prices} for key, prices in self.history.items()
         }
@@ -116,13 +117,9 @@ class PriceTable:
         history = {
             key: tuple(v for _, v in sorted(by_time.items())) for key, by_time in merged.items()
         }
-        return PriceTable(
-            self.as_of,
-            history,
-            self.vendors,
-            self.cheaper,
-            {k.strip().lower(): v for k, v in (aliases or self.aliases).items()},
-        )
+        merged_aliases = dict(self.aliases)
+        merged_aliases.update({k.strip().lower(): v for k, v in (aliases or {}).items()})
+        return PriceTable(self.as_of, history, self.vendors, self.cheaper, merged_aliases)
 
 
 def parse_table(doc: Mapping[str, Any]) -> PriceTable:
@@ -143,7 +140,8 @@ def parse_table(doc: Mapping[str, Any]) -> PriceTable:
         vendors[key] = str(entry.get("vendor", ""))
         if entry.get("cheaper"):
             cheaper[key] = str(entry["cheaper"]).lower()
-    return PriceTable(str(doc.get("as_of", "")), history, vendors, cheaper)
+    aliases = {str(k).strip().lower(): str(v) for k, v in dict(doc.get("aliases", {})).items()}
+    return PriceTable(str(doc.get("as_of", "")), history, vendors, cheaper, aliases)
 
 
 @cache
@@ -159,23 +157,49 @@ _BEDROCK_PREFIX = re.compile(
     r"^(?:(?:us|eu|apac|global|us-gov)\.)?(?:anthropic|meta|mistral|cohere|amazon|ai21|deepseek)\."
 )
 _BEDROCK_VERSION = re.compile(r"-v\d+(?::\d+)?$")
-_LLAMA = re.compile(r"^(?:meta-)?llama-?v?(\d)[.p-](\d)")
+# A Llama major version, then a minor one only when it is a lone digit (``3-1-70b``, ``v3p1``,
+# ``3.1:70b``): in ``llama-3-70b`` and ``llama3-8b-8192`` the digits after the dash are a size.
+_LLAMA = re.compile(r"^(?:meta-)?llama-?v?(\d)(?:[.p-](\d)(?![0-9a-z]))?")
+# Azure OpenAI spells gpt-3.5 without its dot: gpt-35-turbo, gpt-35-turbo-0125, -instruct.
+_AZURE_GPT35 = re.compile(r"^gpt-35(?=-)")
 _BOUNDARY = frozenset("-:@_")
+_WORD = re.compile(r"[-:@_.]")
+#: A word after a family's name that makes another model, priced (per modality) otherwise:
+#: ``gpt-4o-realtime-preview`` or ``gpt-4o-mini-tts`` are not gpt-4o.
+_OTHER_MODEL = frozenset({"realtime", "audio", "tts", "transcribe", "image", "live"})
+#: Ollama's ``model:tag`` with a size or ``latest`` tag (``llama3.1:70b``, ``mixtral:8x7b``,
+#: ``qwen2.5:0.5b-instruct-q4_0``), and LiteLLM's Ollama providers: models run locally.
+_OLLAMA_TAG = re.compile(r":(?:latest|\d+(?:\.\d+)?[bmk]|\d+x\d+(?:\.\d+)?b)(?:$|[-_])")
+_OLLAMA_PATHS = frozenset({"ollama", "ollama_chat"})
+
+
+def _llama(m: re.Match[str]) -> str:
+    return f"llama-{m[1]}" + (f".{m[2]}" if m[2] else "")
 
 
 def normalize_model_name(name: str) -> str:
     """Lower case, without a vendor path (``openai/``, ``models/``, ``meta-llama/``), a Bedrock
-    prefix and version (``us.anthropic.`` .. ``-v2:0``), with Llama and Claude version numbers
-    spelled one way (``llama3-1`` / ``llama-v3p1`` -> ``llama-3.1``, ``claude-3.5`` ->
-    ``claude-3-5``)."""
+    prefix and version (``us.anthropic.`` .. ``-v2:0``), with Llama, Claude and Azure's GPT-3.5
+    version numbers spelled one way (``llama3-1`` / ``llama-v3p1`` -> ``llama-3.1``,
+    ``llama3-70b`` -> ``llama-3-70b``, ``claude-3.5`` -> ``claude-3-5``, ``gpt-35-turbo`` ->
+    ``gpt-3.5-turbo``)."""
     s = name.strip().lower()
     s = s.rsplit("/", 1)[-1]
     s = _BEDROCK_PREFIX.sub("", s)
     s = _BEDROCK_VERSION.sub("", s)
-    s = _LLAMA.sub(r"llama-\1.\2", s)
+    s = _LLAMA.sub(_llama, s)
+    s = _AZURE_GPT35.sub("gpt-3.5", s)
     if s.startswith("claude"):
         s = re.sub(r"(?<=\d)\.(?=\d)", "-", s)
     return s
+
+
+def is_local_model(name: str) -> bool:
+    """An Ollama model (``llama3.1:70b``, ``ollama/mistral-small``): it runs on your hardware,
+    so a hosted vendor's price for the same weights is not its cost."""
+    s = name.strip().lower()
+    *path, last = s.split("/")
+    return bool(_OLLAMA_PATHS.intersection(path)) or _OLLAMA_TAG.search(last) is not None
 
 
 def match_model(
@@ -192,6 +216,10 @@ def match_model(
        ``gpt-4-0613``, ``gemini-1.5-pro-002``, ``mistral-large-latest``) and variants
        (``llama-3.1-70b-instruct-turbo``) take the price of their family. A snapshot priced
        differently has its own entry, which is longer and so wins (``gpt-4o-2024-05-13``).
+       The rest of the name must not hold a word of another model (``realtime``, ``audio``,
+       ``tts``, ``transcribe``, ``image``, ``live``): ``gpt-4o-realtime-preview`` is not gpt-4o.
+
+    A local (Ollama) model, :func:`is_local_model`, is matched by rules 1 and 2 only.
     """
     known = names
     raw = name.strip().lower()
@@ -203,6 +231,8 @@ def match_model(
             return match_model(target, known, None)
     if raw in known:
         return raw
+    if is_local_model(raw):
+        return None
     s = normalize_model_name(raw)
     if s in known:
         return s
@@ -213,6 +243,7 @@ def match_model(
             and s[len(key)] in _BOUNDARY
             and s.startswith(key)
             and (best is None or len(key) > len(best))
+            and _OTHER_MODEL.isdisjoint(_WORD.split(s[len(key) :]))
         ):
             best = key
     return best

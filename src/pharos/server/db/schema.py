@@ -135,6 +135,10 @@ def _rollup_table(name: str) -> Table:
         Column("cached_tokens", BigInteger, nullable=False, default=0),
         Column("cost_nanousd", BigInteger, nullable=False, default=0),
         Column("histogram", Text, nullable=False, default="{}"),
+        # One agent's figures, or one kind's (a chart of runs, of model calls): those rows
+        # only, not every row of the range (migration 0010).
+        Index(f"ix_{name}_agent_bucket_start", "agent", "bucket_start"),
+        Index(f"ix_{name}_kind_bucket_start", "kind", "bucket_start"),
     )
 
 
@@ -466,6 +470,9 @@ api_keys = Table(
     Column("created_ns", BigInteger, nullable=False),
     Column("last_used_ns", BigInteger, nullable=True),
     Column("revoked_ns", BigInteger, nullable=True),
+    # Per-key gateway limits (NULL = PHAROS_KEY_RPM / PHAROS_KEY_TPM); migration 0010.
+    Column("rpm", Integer, nullable=True),  # requests per minute
+    Column("tpm", BigInteger, nullable=True),  # LLM tokens per minute (LLM proxy)
     UniqueConstraint("prefix"),
 )
 

@@ -6,6 +6,15 @@ An **occurrence** is one exception: a span event named ``exception`` (its ``exce
 ``exception.*`` attributes, else its body as the message). Occurrences are grouped by
 :func:`~pharos.server.ingest.fingerprint.fingerprint` (type + normalised message).
 
+One failure is often reported twice: recorded on its span (an exception event) and logged with
+``logger.exception`` inside that span (an ERROR log with the same trace and span ids). Both
+describe the same **occurrence**, identified by (trace_id, span_id, fingerprint), so it counts
+once: per identity a group counts ``max(S, L)`` for S exception events and L logs, whichever
+arrives first and in however many requests. The span's events are always counted (their counts
+follow the span when its agent changes, ingest/adopt.py); logs count for what exceeds the
+events: :func:`log_share` when logs arrive after their span, :func:`stood_for_by_spans` (taken
+back) when the span arrives after its logs. A log without span context always counts.
+
 A group's state (:class:`GroupState`) is folded with new occurrences by :func:`merge_group`:
 counts and first/last seen, the latest message and stack trace, the agents affected, the most
 recent traces, and the **regression** rule: a resolved group that gets an occurrence dated after
@@ -15,7 +24,7 @@ its resolution re-opens, with ``regressed_at_ns`` the time of the first such occ
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +58,18 @@ class ErrorOccurrence:
     time_ns: int
     agent: str
     trace_id: str | None
+    span_id: str | None = None
+
+
+#: Identifies one occurrence reported both on a span and by a log: (trace_id, span_id, fingerprint)
+OccurrenceKey = tuple[str, str, str]
+
+
+def occurrence_key(o: ErrorOccurrence) -> OccurrenceKey | None:
+    """Its identity, or None without span context (then nothing else can report it)."""
+    if o.trace_id and o.span_id:
+        return (o.trace_id, o.span_id, o.fingerprint)
+    return None
 
 
 def occurrence(
@@ -60,6 +81,7 @@ def occurrence(
     time_ns: int,
     agent: str,
     trace_id: str | None,
+    span_id: str | None = None,
     group_key: str | None = None,
 ) -> ErrorOccurrence:
     """An occurrence; ``group_key`` stands for the type in the fingerprint when there is no
@@ -76,6 +98,7 @@ def occurrence(
         time_ns=time_ns,
         agent=agent,
         trace_id=trace_id,
+        span_id=span_id,
     )
 
 
@@ -89,29 +112,45 @@ def span_occurrences(spans: Iterable[SpanRecord]) -> list[ErrorOccurrence]:
     """One occurrence per ``exception`` event of the spans (stored for the first time)."""
     out: list[ErrorOccurrence] = []
     for span in spans:
-        if '"exception"' not in span.events:  # cheap test before parsing the events
+        out += event_occurrences(
+            span.events,
+            end_ns=span.end_ns,
+            agent=span.agent,
+            trace_id=span.trace_id,
+            span_id=span.span_id,
+        )
+    return out
+
+
+def event_occurrences(
+    events_json: str, *, end_ns: int, agent: str, trace_id: str, span_id: str
+) -> list[ErrorOccurrence]:
+    """The ``exception`` events of one span (its ``events`` JSON, as stored)."""
+    if '"exception"' not in events_json:  # cheap test before parsing the events
+        return []
+    try:
+        events = orjson.loads(events_json)
+    except orjson.JSONDecodeError:
+        return []
+    out: list[ErrorOccurrence] = []
+    for event in events if isinstance(events, list) else ():
+        if not isinstance(event, dict) or event.get("name") != "exception":
             continue
-        try:
-            events = orjson.loads(span.events)
-        except orjson.JSONDecodeError:
-            continue
-        for event in events:
-            if not isinstance(event, dict) or event.get("name") != "exception":
-                continue
-            attrs = event.get("attributes")
-            attrs = attrs if isinstance(attrs, dict) else {}
-            time_ns = event.get("time_unix_nano")
-            out.append(
-                occurrence(
-                    _text(attrs.get("exception.type")),
-                    _text(attrs.get("exception.message")),
-                    _text(attrs.get("exception.stacktrace")),
-                    source=SPAN,
-                    time_ns=time_ns if isinstance(time_ns, int) and time_ns > 0 else span.end_ns,
-                    agent=span.agent,
-                    trace_id=span.trace_id,
-                )
+        attrs = event.get("attributes")
+        attrs = attrs if isinstance(attrs, dict) else {}
+        time_ns = event.get("time_unix_nano")
+        out.append(
+            occurrence(
+                _text(attrs.get("exception.type")),
+                _text(attrs.get("exception.message")),
+                _text(attrs.get("exception.stacktrace")),
+                source=SPAN,
+                time_ns=time_ns if isinstance(time_ns, int) and time_ns > 0 else end_ns,
+                agent=agent,
+                trace_id=trace_id,
+                span_id=span_id,
             )
+        )
     return out
 
 
@@ -129,9 +168,52 @@ def log_occurrences(records: Iterable[LogRecord]) -> list[ErrorOccurrence]:
             time_ns=r.time_ns,
             agent=r.agent,
             trace_id=r.trace_id,
+            span_id=r.span_id,
             group_key=f"log:{r.level}",
         )
         out.append(found)
+    return out
+
+
+def log_share(
+    new: Sequence[ErrorOccurrence],
+    logged_before: Mapping[OccurrenceKey, int],
+    on_spans: Mapping[OccurrenceKey, int],
+) -> list[ErrorOccurrence]:
+    """The new log occurrences that count: per identity, what the logs (``logged_before``
+    already stored, plus these) exceed the stored span's exception events (``on_spans``) by,
+    less what the earlier logs counted. A log without span context always counts."""
+    kept: list[ErrorOccurrence] = []
+    by_key: dict[OccurrenceKey, list[ErrorOccurrence]] = {}
+    for o in new:
+        key = occurrence_key(o)
+        if key is None:
+            kept.append(o)
+        else:
+            by_key.setdefault(key, []).append(o)
+    for key, group in by_key.items():
+        before, events = logged_before.get(key, 0), on_spans.get(key, 0)
+        n = max(0, before + len(group) - events) - max(0, before - events)
+        if n:
+            kept += sorted(group, key=lambda o: o.time_ns)[-n:]
+    return kept
+
+
+def stood_for_by_spans(
+    span_found: Sequence[ErrorOccurrence], logged: Mapping[OccurrenceKey, Sequence[ErrorOccurrence]]
+) -> list[ErrorOccurrence]:
+    """Log occurrences counted before their span arrived that the span's exception events
+    (``span_found``, all counted) now stand for: per identity min(logs, events), the earliest
+    logs first. They are taken back, so each identity counts max(events, logs)."""
+    events: Counter[OccurrenceKey] = Counter()
+    for o in span_found:
+        key = occurrence_key(o)
+        if key is not None:
+            events[key] += 1
+    out: list[ErrorOccurrence] = []
+    for key, n in events.items():
+        earlier = sorted(logged.get(key, ()), key=lambda o: o.time_ns)
+        out += earlier[:n]
     return out
 
 

@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -34,6 +34,9 @@ from pharos.server.ingest.log_store import LOGS, logs_response
 from pharos.server.ingest.metric_store import METRIC_POINTS, metrics_response
 from pharos.server.ingest.parsing import Parser
 from pharos.server.ingest.writer import GroupCommitWriter, Overloaded, Unavailable
+
+if TYPE_CHECKING:
+    from pharos.server.prometheus import IngestRejections
 
 log = logging.getLogger("pharos.ingest.grpc")
 
@@ -65,12 +68,15 @@ class OtlpGrpcServer:
         max_message_bytes: int,
         retry_after_seconds: float,
         observe: Callable[[str, str, float], None] | None = None,
+        rejections: IngestRejections | None = None,
     ) -> None:
         self._parser = parser
         self._writer = writer
         self._retry_after = retry_after_seconds
         self._max_message_bytes = max_message_bytes
         self._observe = observe
+        #: Counts refused exports and partial_success items on /metrics (prometheus.py).
+        self._rejections = rejections
         self._server: Any = None
         self.port = 0
         # Set by the app when API keys apply (access/startup.py): metadata -> None or a denial.
@@ -163,9 +169,13 @@ class OtlpGrpcServer:
     # --- the signals --------------------------------------------------------------------------
 
     async def _export_traces(self, body: bytes) -> bytes:
-        batch = await self._run(self._parser.parse(body, PROTOBUF, None))
+        batch = await self._run("traces", self._parser.parse(body, PROTOBUF, None))
         forward = self._forward("traces", body, len(batch.spans))
-        await self._run(self._writer.write(batch.spans, context=forward))
+        await self._run(
+            "traces",
+            self._writer.write(batch.spans, context=forward, derived=batch.derived),
+        )
+        self._rejected_items("traces", batch.rejected)
         response = trace_service_pb2.ExportTraceServiceResponse()
         if batch.rejected:
             response.partial_success.rejected_spans = batch.rejected
@@ -173,16 +183,23 @@ class OtlpGrpcServer:
         return bytes(response.SerializeToString())
 
     async def _export_metrics(self, body: bytes) -> bytes:
-        batch = await self._run(self._parser.parse_metrics(body, PROTOBUF, None))
+        batch = await self._run("metrics", self._parser.parse_metrics(body, PROTOBUF, None))
         forward = self._forward("metrics", body, len(batch.points), METRIC_POINTS)
-        await self._run(self._writer.write(extras={METRIC_POINTS: batch.points}, context=forward))
+        write = self._writer.write(extras={METRIC_POINTS: batch.points}, context=forward)
+        await self._run("metrics", write)
+        self._rejected_items("metrics", batch.rejected)
         return bytes(metrics_response(batch).SerializeToString())
 
     async def _export_logs(self, body: bytes) -> bytes:
-        batch = await self._run(self._parser.parse_logs(body, PROTOBUF, None))
+        batch = await self._run("logs", self._parser.parse_logs(body, PROTOBUF, None))
         forward = self._forward("logs", body, len(batch.logs), LOGS)
-        await self._run(self._writer.write(extras={LOGS: batch.logs}, context=forward))
+        await self._run("logs", self._writer.write(extras={LOGS: batch.logs}, context=forward))
+        self._rejected_items("logs", batch.rejected)
         return bytes(logs_response(batch).SerializeToString())
+
+    def _rejected_items(self, signal: str, n: int) -> None:
+        if self._rejections is not None:
+            self._rejections.items(signal, "grpc", n)
 
     def _forward(self, signal: str, body: bytes, items: int, store: str | None = None) -> Any:
         """The writer context that queues this export for forwarding (None when off)."""
@@ -190,24 +207,33 @@ class OtlpGrpcServer:
             return None
         return self.forward.context(signal, body, PROTOBUF, None, items, store)
 
-    async def _run(self, step: Awaitable[Any]) -> Any:
-        """Await one step of the ingest path, mapping its failures onto gRPC statuses."""
+    async def _run(self, signal: str, step: Awaitable[Any]) -> Any:
+        """Await one step of the ingest path, mapping its failures onto gRPC statuses (and
+        counting them by ``signal`` and reason)."""
         try:
             return await step
         except DecodeError as exc:
+            self._refused(signal, "bad_request")
             raise ExportError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         except Overloaded:
+            self._refused(signal, "overloaded")
             raise ExportError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 "ingest queue is full; retry later",
                 self._retry_after,
             ) from None
         except Unavailable as exc:
+            self._refused(signal, "unavailable")
             raise ExportError(
                 grpc.StatusCode.UNAVAILABLE, f"{exc}; retry later", self._retry_after
             ) from None
         except RuntimeError as exc:  # the writer could not store the data (not transient)
+            self._refused(signal, "write_failed")
             raise ExportError(grpc.StatusCode.INTERNAL, str(exc)) from None
+
+    def _refused(self, signal: str, reason: str) -> None:
+        if self._rejections is not None:
+            self._rejections.request(signal, "grpc", reason)
 
 
 def _status_metadata(exc: ExportError) -> tuple[tuple[str, bytes], ...]:

@@ -41,6 +41,7 @@ from pharos.server.ingest.metrics import MetricBatch
 from pharos.server.ingest.normalize import NormalizedBatch
 from pharos.server.ingest.parsing import Parser
 from pharos.server.ingest.writer import GroupCommitWriter, Overloaded, Unavailable
+from pharos.server.prometheus import IngestRejections
 from pharos.server.settings import Settings
 
 log = logging.getLogger("pharos.ingest")
@@ -89,16 +90,24 @@ def _otlp_error(
 async def _export(
     request: Request,
     settings: Settings,
+    signal: str,
     parse: Callable[[bytes, str, str | None], Awaitable[Any]],
     write: Callable[[Any, bytes, str], Awaitable[Any]],
     answer: Callable[[Any], Message],
 ) -> Response:
     """One OTLP/HTTP export: content type, body within limits, parse, commit, then the answer
-    (``answer(batch)``, with partial_success) in the request's encoding."""
+    (``answer(batch)``, with partial_success) in the request's encoding. Every refusal is
+    counted on /metrics by ``signal`` and reason (``pharos_ingest_rejected_total``)."""
+    rejections: IngestRejections = request.app.state.metrics.ingest_rejections
+
+    def refuse(reason: str, response: Response) -> Response:
+        rejections.request(signal, "http", reason)
+        return response
+
     try:
         content_type = media_type(request.headers.get("content-type"))
     except UnsupportedContentType as exc:
-        return error_response(415, str(exc))
+        return refuse("unsupported_media_type", error_response(415, str(exc)))
     retry = {"Retry-After": str(settings.retry_after_seconds)}
     try:
         body = await read_limited(
@@ -106,23 +115,29 @@ async def _export(
         )
         batch = await parse(body, content_type, request.headers.get("content-encoding"))
     except BodyTooLarge as exc:
-        return _otlp_error(413, _GRPC_INVALID_ARGUMENT, str(exc), content_type)
+        return refuse("too_large", _otlp_error(413, _GRPC_INVALID_ARGUMENT, str(exc), content_type))
     except UnsupportedEncoding as exc:
-        return _otlp_error(415, _GRPC_INVALID_ARGUMENT, str(exc), content_type)
+        error = _otlp_error(415, _GRPC_INVALID_ARGUMENT, str(exc), content_type)
+        return refuse("unsupported_encoding", error)
     except (BadEncoding, DecodeError) as exc:
-        return _otlp_error(400, _GRPC_INVALID_ARGUMENT, str(exc), content_type)
+        error = _otlp_error(400, _GRPC_INVALID_ARGUMENT, str(exc), content_type)
+        return refuse("bad_request", error)
     except Unavailable as exc:
-        return _otlp_error(503, _GRPC_UNAVAILABLE, f"{exc}; retry later", content_type, retry)
+        error = _otlp_error(503, _GRPC_UNAVAILABLE, f"{exc}; retry later", content_type, retry)
+        return refuse("unavailable", error)
     try:
         await write(batch, body, content_type)
     except Overloaded:
-        return _otlp_error(
+        error = _otlp_error(
             503, _GRPC_RESOURCE_EXHAUSTED, "ingest queue is full; retry later", content_type, retry
         )
+        return refuse("overloaded", error)
     except Unavailable as exc:
-        return _otlp_error(503, _GRPC_UNAVAILABLE, f"{exc}; retry later", content_type, retry)
+        error = _otlp_error(503, _GRPC_UNAVAILABLE, f"{exc}; retry later", content_type, retry)
+        return refuse("unavailable", error)
     except RuntimeError as exc:
-        return _otlp_error(500, _GRPC_INTERNAL, str(exc), content_type)
+        return refuse("write_failed", _otlp_error(500, _GRPC_INTERNAL, str(exc), content_type))
+    rejections.items(signal, "http", batch.rejected)  # partial_success
     response = answer(batch)
     if content_type == PROTOBUF:
         return Response(response.SerializeToString(), media_type=PROTOBUF)
@@ -150,9 +165,9 @@ async def export_traces(
 ) -> Response:
     async def write(batch: NormalizedBatch, body: bytes, content_type: str) -> None:
         context = forward_context(request, "traces", body, content_type, len(batch.spans))
-        await writer.write(batch.spans, context=context)
+        await writer.write(batch.spans, context=context, derived=batch.derived)
 
-    return await _export(request, settings, parser.parse, write, _traces_response)
+    return await _export(request, settings, "traces", parser.parse, write, _traces_response)
 
 
 @router.post(
@@ -168,7 +183,8 @@ async def export_metrics(
         context = forward_context(request, "metrics", body, content_type, n, METRIC_POINTS)
         await writer.write(extras={METRIC_POINTS: batch.points}, context=context)
 
-    return await _export(request, settings, parser.parse_metrics, write, metrics_response)
+    parse = parser.parse_metrics
+    return await _export(request, settings, "metrics", parse, write, metrics_response)
 
 
 @router.post(
@@ -183,4 +199,4 @@ async def export_logs(
         context = forward_context(request, "logs", body, content_type, len(batch.logs), LOGS)
         await writer.write(extras={LOGS: batch.logs}, context=context)
 
-    return await _export(request, settings, parser.parse_logs, write, logs_response)
+    return await _export(request, settings, "logs", parser.parse_logs, write, logs_response)

@@ -263,11 +263,22 @@ def _normalize(
         span_id=span_id,
     )
     if number >= ERROR_SEVERITY:
-        exc_type = attrs.get("exception.type")
-        exc_message = attrs.get("exception.message")
-        stack = attrs.get("exception.stacktrace")
-        log.exc_type = (_text(str(exc_type)).strip()[:256] or None) if exc_type else None
-        log.exc_message = _text(str(exc_message)) if exc_message else (body or None)
-        log.stacktrace = _text(str(stack)) if stack else None
-        log.fingerprint = fingerprint(log.exc_type or f"log:{level}", log.exc_message)
+        log.exc_type, log.exc_message, log.stacktrace, log.fingerprint = error_fields(
+            attrs, body, level
+        )
     return log
+
+
+def error_fields(
+    attrs: dict[str, Any], body: str, level: str
+) -> tuple[str | None, str | None, str | None, str]:
+    """An error log's exception type, message (``exception.message``, else the body), stack
+    trace and fingerprint. Also applied to stored rows (their ``attributes`` JSON, ``body`` and
+    ``level``), which gives the same answer as at ingest."""
+    exc_type = attrs.get("exception.type")
+    exc_message = attrs.get("exception.message")
+    stack = attrs.get("exception.stacktrace")
+    kind = (_text(str(exc_type)).strip()[:256] or None) if exc_type else None
+    message = _text(str(exc_message)) if exc_message else (body or None)
+    stacktrace = _text(str(stack)) if stack else None
+    return kind, message, stacktrace, fingerprint(kind or f"log:{level}", message)

@@ -12,13 +12,16 @@ import math
 import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from pharos.server.cost.usage import prompt_hash
+
+if TYPE_CHECKING:
+    from pharos.server.ingest.derive import Derived
 
 # --- conventions -------------------------------------------------------------------------------
 
@@ -178,6 +181,8 @@ class NormalizedBatch:
     rejected: int = 0
     #: Why spans were rejected (a few examples, for OTLP ``partial_success.error_message``).
     reasons: list[str] = field(default_factory=list)
+    #: What the spans add to trace summaries and rollups (ingest/derive.py), when computed.
+    derived: Derived | None = None
 
     def reject(self, reason: str) -> None:
         self.rejected += 1
@@ -197,7 +202,12 @@ class NormalizedBatch:
         # about twice as fast as slotted dataclasses, and unpickling runs in the server process.
         return (
             _rebuild_batch,
-            ([_record_values(r) for r in self.spans], self.rejected, self.reasons),
+            (
+                [_record_values(r) for r in self.spans],
+                self.rejected,
+                self.reasons,
+                self.derived,
+            ),
         )
 
 
@@ -205,9 +215,9 @@ _record_values = operator.attrgetter(*(f.name for f in fields(SpanRecord)))
 
 
 def _rebuild_batch(
-    rows: list[tuple[Any, ...]], rejected: int, reasons: list[str]
+    rows: list[tuple[Any, ...]], rejected: int, reasons: list[str], derived: Derived | None = None
 ) -> NormalizedBatch:
-    return NormalizedBatch([SpanRecord(*row) for row in rows], rejected, reasons)
+    return NormalizedBatch([SpanRecord(*row) for row in rows], rejected, reasons, derived)
 
 
 # --- attribute values --------------------------------------------------------------------------

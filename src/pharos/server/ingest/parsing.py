@@ -9,6 +9,7 @@ mapping while the server process does HTTP and the database writes. A worker tha
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import multiprocessing
 import os
@@ -23,8 +24,10 @@ from typing import TypeVar
 
 import anyio
 
+from pharos.server.cost.book import PriceBook, PriceSnapshot, price_records
 from pharos.server.ingest.body import decode_content
 from pharos.server.ingest.decode import decode_traces
+from pharos.server.ingest.derive import derive
 from pharos.server.ingest.logs import NormalizedLogs, decode_logs, normalize_logs
 from pharos.server.ingest.metrics import MetricBatch, decode_metrics, normalize_metrics
 from pharos.server.ingest.normalize import Limits, NormalizedBatch, normalize_traces
@@ -41,11 +44,37 @@ class ParseConfig:
 
 
 def parse_traces(
-    body: bytes, content_type: str, encoding: str | None, config: ParseConfig
+    body: bytes,
+    content_type: str,
+    encoding: str | None,
+    config: ParseConfig,
+    prices: PriceSnapshot | None = None,
 ) -> NormalizedBatch:
-    """Decompress, decode and normalize one OTLP trace request body (pure CPU work)."""
+    """Decompress, decode and normalize one OTLP trace request body (pure CPU work); with the
+    price book's ``prices``, also price the model calls and compute what the spans add to the
+    summaries and rollups (ingest/derive.py), so the writer has less to do."""
     raw = decode_content(body, encoding, config.max_decompressed_bytes)
-    return normalize_traces(decode_traces(raw, content_type), config.limits)
+    batch = normalize_traces(decode_traces(raw, content_type), config.limits)
+    if prices is not None:
+        book = _book_for(prices)
+        derive(batch, lambda records: price_records(book, records), prices.version)
+    return batch
+
+
+#: The price book this process prices with, rebuilt when the server's version changes.
+_books: tuple[int, PriceBook] | None = None
+_books_lock = threading.Lock()
+
+
+def _book_for(prices: PriceSnapshot) -> PriceBook:
+    global _books
+    current = _books
+    if current is not None and current[0] == prices.version:
+        return current[1]
+    with _books_lock:
+        if _books is None or _books[0] != prices.version:
+            _books = (prices.version, PriceBook.from_snapshot(prices))
+        return _books[1]
 
 
 _worker_config: ParseConfig | None = None
@@ -72,9 +101,11 @@ def _exit_with_parent(parent: int) -> None:
             os._exit(0)
 
 
-def _parse_in_worker(body: bytes, content_type: str, encoding: str | None) -> NormalizedBatch:
+def _parse_in_worker(
+    body: bytes, content_type: str, encoding: str | None, prices: PriceSnapshot | None = None
+) -> NormalizedBatch:
     assert _worker_config is not None
-    return parse_traces(body, content_type, encoding, _worker_config)
+    return parse_traces(body, content_type, encoding, _worker_config, prices)
 
 
 def parse_metrics_body(
@@ -104,9 +135,13 @@ def _parse_logs_in_worker(body: bytes, content_type: str, encoding: str | None) 
 
 
 class Parser:
-    def __init__(self, config: ParseConfig, workers: int = 0) -> None:
+    def __init__(
+        self, config: ParseConfig, workers: int = 0, prices: PriceBook | None = None
+    ) -> None:
         self.config = config
         self.workers = workers
+        #: The server's price book: trace requests are priced while parsed (ingest/derive.py).
+        self.prices = prices
         self._pool: ProcessPoolExecutor | None = None
 
     def _ensure_pool(self) -> ProcessPoolExecutor:
@@ -128,7 +163,19 @@ class Parser:
                 future.result(timeout=60)
 
     async def parse(self, body: bytes, content_type: str, encoding: str | None) -> NormalizedBatch:
-        return await self.run(parse_traces, _parse_in_worker, body, content_type, encoding)
+        book = self.prices
+        if book is None:
+            return await self.run(parse_traces, _parse_in_worker, body, content_type, encoding)
+        if book.due:  # an override changed, or the refresh interval passed: re-read first
+            await anyio.to_thread.run_sync(book.table)
+        snapshot = book.snapshot()
+        return await self.run(
+            functools.partial(parse_traces, prices=snapshot),
+            functools.partial(_parse_in_worker, prices=snapshot),
+            body,
+            content_type,
+            encoding,
+        )
 
     async def parse_metrics(
         self, body: bytes, content_type: str, encoding: str | None

@@ -70,14 +70,7 @@ class SummaryTicker:
         self.failures = 0
 
     def _thresholds(self) -> HealthThresholds:
-        s = self._settings
-        return HealthThresholds(
-            error_rate_warning=s.health_error_rate_warning,
-            error_rate_critical=s.health_error_rate_critical,
-            p99_warning_ms=s.health_p99_warning_ms,
-            p99_critical_ms=s.health_p99_critical_ms,
-            alerts_critical=s.health_alerts_critical,
-        )
+        return HealthThresholds.from_settings(self._settings)
 
     def summary_event(self, window: str) -> dict[str, Any]:
         window_s = parse_window(window)

@@ -53,6 +53,10 @@ class BadCursor(ValueError):
     pass
 
 
+class BadFilter(ValueError):
+    """A filter no log can match and no database can take (a NUL character)."""
+
+
 @dataclass(frozen=True, slots=True)
 class LogFilter:
     min_severity: int | None = None
@@ -87,8 +91,22 @@ def like_pattern(text: str) -> str:
 
 
 def fts_phrase(text: str) -> str:
-    """An FTS5 query matching ``text`` as a substring (trigram tokenizer): one quoted phrase."""
+    """An FTS5 query matching ``text`` as a substring (trigram tokenizer): one quoted phrase.
+
+    Any text makes a valid phrase except one with a NUL, where SQLite stops reading the query
+    ("unterminated string"): refused (:class:`BadFilter`) rather than sent."""
+    if "\x00" in text:
+        raise BadFilter("q: must not contain a NUL character")
     return '"' + text.replace('"', '""') + '"'
+
+
+def check_filter(flt: LogFilter) -> None:
+    """Refuse text filters with a NUL: PostgreSQL cannot compare text with one, and SQLite's
+    LIKE and FTS5 stop reading the pattern there (``q=%00`` matched every log)."""
+    for name in ("agent", "trace_id", "span_id", "q"):
+        value = getattr(flt, name)
+        if value is not None and "\x00" in value:
+            raise BadFilter(f"{name}: must not contain a NUL character")
 
 
 def trace_path(trace_id: str) -> str:
@@ -178,6 +196,7 @@ def _rare_level(conn: Connection, min_severity: int) -> bool:
 
 
 def list_logs(engine: Engine, flt: LogFilter, *, limit: int, cursor: str | None) -> dict[str, Any]:
+    check_filter(flt)
     c = logs.c
     conditions = _conditions(flt)
     if cursor:

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 from pharos.server.errors import ApiError
 from pharos.server.ingest.logs import LEVEL_FLOOR
-from pharos.server.query.logs import BadCursor, LogFilter, list_logs
+from pharos.server.query.logs import BadCursor, BadFilter, LogFilter, list_logs
 from pharos.server.responses import FastJSONResponse
 from pharos.server.timeparse import parse_instant_ns
 
@@ -89,4 +89,6 @@ async def logs_list(
         )
     except BadCursor as exc:
         raise ApiError(400, f"cursor: {exc}", "invalid_parameter") from None
+    except BadFilter as exc:  # the NUL guard (input_guard.py) catches these first
+        raise ApiError(400, str(exc), "invalid_parameter") from None
     return FastJSONResponse(page)

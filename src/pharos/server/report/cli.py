@@ -1,16 +1,16 @@
-"""``pharos report``: a report from a running server (``--url`` / ``PHAROS_URL``) printed as Rich
-tables, optionally written as HTML with its chart inline, or sent to channels now."""
+"""``pharos report``: a report from a running server (``--url`` / ``PHAROS_URL``, ``--key`` /
+``PHAROS_API_KEY``) printed as Rich tables, optionally written as HTML with its chart inline, or
+sent to channels now."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated
 
-import httpx
 import typer
 from rich.console import Console
 
-from pharos.server.alerting.cli import DEFAULT_URL
+from pharos.server.cli_client import DEFAULT_URL, KeyOption, Server, UrlOption
 from pharos.server.report.render import chart_png, data_uri, rich_report, to_html
 
 
@@ -32,22 +32,13 @@ def report(
     send: Annotated[
         bool, typer.Option("--send", help="Queue it to the report channels now, too.")
     ] = False,
-    url: Annotated[
-        str, typer.Option(envvar="PHAROS_URL", help="The Pharos server (env PHAROS_URL).")
-    ] = DEFAULT_URL,
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
 ) -> None:
     """A health / performance & cost report: requests, error rate, p95 by agent, top errors,
     cost vs budget, alerts fired, SLO attainment."""
-    base = url.rstrip("/")
-    try:
-        response = httpx.get(f"{base}/api/v1/reports", params={"period": period}, timeout=120)
-    except httpx.HTTPError as exc:
-        err.print(f"[red]cannot reach Pharos at {base}:[/red] {exc}")
-        raise typer.Exit(1) from None
-    if response.status_code >= 400:
-        err.print(f"[red]{response.status_code}:[/red] {_message(response)}")
-        raise typer.Exit(1)
-    data = response.json()
+    server = Server.of(url, key)
+    data = server.call("GET", "/api/v1/reports", timeout=120, period=period)
     _out().print(rich_report(data))
     if html is not None:
         with err.status("drawing the chart"):
@@ -55,16 +46,6 @@ def report(
         html.write_text(page, encoding="utf-8")
         err.print(f"wrote {html}")
     if send:
-        sent = httpx.post(f"{base}/api/v1/reports/send", json={"period": period}, timeout=120)
-        if sent.status_code >= 400:
-            err.print(f"[red]{sent.status_code}:[/red] {_message(sent)}")
-            raise typer.Exit(1)
-        for q in sent.json()["queued"]:
+        sent = server.call("POST", "/api/v1/reports/send", {"period": period}, timeout=120)
+        for q in sent["queued"]:
             err.print(f"queued to {q['channel']}")
-
-
-def _message(response: httpx.Response) -> str:
-    try:
-        return str(response.json()["error"]["message"])
-    except Exception:
-        return response.text[:300]

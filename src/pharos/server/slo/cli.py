@@ -1,5 +1,5 @@
 """``pharos slo ...``: define SLOs and see their status, through a running server's HTTP API
-(``--url`` / ``PHAROS_URL``), like ``pharos alerts``."""
+(``--url`` / ``PHAROS_URL``, ``--key`` / ``PHAROS_API_KEY``), like ``pharos alerts``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pharos.server.alerting.cli import DEFAULT_URL, _call, _show
+from pharos.server.alerting.cli import _call, _show
+from pharos.server.cli_client import DEFAULT_URL, KeyOption, Server, UrlOption
 
 
 def _out() -> Console:
@@ -24,13 +25,8 @@ slo_app = typer.Typer(
 
 
 @slo_app.callback()
-def _root(
-    ctx: typer.Context,
-    url: Annotated[
-        str, typer.Option(envvar="PHAROS_URL", help="The Pharos server (env PHAROS_URL).")
-    ] = DEFAULT_URL,
-) -> None:
-    ctx.obj = {"url": url.rstrip("/")}
+def _root(ctx: typer.Context, url: UrlOption = DEFAULT_URL, key: KeyOption = None) -> None:
+    ctx.obj = Server.of(url, key)
 
 
 def _pct(value: float | None, digits: int = 3) -> str:

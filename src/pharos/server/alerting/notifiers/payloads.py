@@ -5,14 +5,19 @@ The outbox payload is the alert as it was at the transition::
     {"event": "firing" | "resolved" | "repeat" | "acknowledged" | "test",
      "alert": {"id", "rule", "fingerprint", "labels", "severity", "state", "value", "message",
                "expression", "fired_at", "resolved_at", "acked_by", "ack_comment", "url",
-               "agent_url"}}
+               "agent_url", "trace_url"}}
+
+(``url``: the alert in the dashboard; ``agent_url``: its agent; ``trace_url``: a trace of the
+window that shows the problem, on firing/repeat when one exists.)
 
 Slack: an incoming-webhook message with a top-level ``text`` (notification fallback) and an
-attachment coloured by severity holding the blocks (header, message, label fields, a button to
-the dashboard). PagerDuty: an Events API v2 event (``trigger``/``acknowledge``/``resolve``,
-``dedup_key`` = the alert fingerprint, ``payload.severity`` in critical/error/warning/info).
+attachment coloured by severity holding the blocks (header, message, label fields, buttons to
+the alert, its agent and a trace in the dashboard). PagerDuty: an Events API v2 event
+(``trigger``/``acknowledge``/``resolve``, ``dedup_key`` = the alert fingerprint,
+``payload.severity`` in critical/error/warning/info, ``links`` to the same pages).
 Webhook: the payload itself, signed (``X-Pharos-Signature: sha256=HMAC(secret, timestamp + "." +
-body)``). E-mail: plain text + HTML alternatives.
+body)``). E-mail: plain text + HTML alternatives, with the idempotency key as ``Message-ID``
+and ``X-Pharos-Idempotency-Key`` (a resend after a crash carries the same ones).
 """
 
 from __future__ import annotations
@@ -92,6 +97,8 @@ def slack_message(payload: dict[str, Any]) -> dict[str, Any]:
         buttons.append(_button("Open alert", alert["url"], "open_alert"))
     if alert.get("agent_url"):
         buttons.append(_button("Open agent", alert["agent_url"], "open_agent"))
+    if alert.get("trace_url"):
+        buttons.append(_button("Open trace", alert["trace_url"], "open_trace"))
     if buttons:
         blocks.append({"type": "actions", "elements": buttons})
     return {
@@ -141,9 +148,16 @@ def pagerduty_event(payload: dict[str, Any], routing_key: str) -> dict[str, Any]
     }
     event["payload"] = {k: v for k, v in event["payload"].items() if v is not None}
     event["client"] = "Pharos"
+    links = []
     if alert.get("url"):
         event["client_url"] = alert["url"]
-        event["links"] = [{"href": alert["url"], "text": "Alert in Pharos"}]
+        links.append({"href": alert["url"], "text": "Alert in Pharos"})
+    if alert.get("agent_url"):
+        links.append({"href": alert["agent_url"], "text": f"Agent {labels.get('agent')}"[:200]})
+    if alert.get("trace_url"):
+        links.append({"href": alert["trace_url"], "text": "Trace in Pharos"})
+    if links:
+        event["links"] = links
     return event
 
 
@@ -154,7 +168,15 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
-def email_message(payload: dict[str, Any], sender: str, recipients: list[str]) -> EmailMessage:
+_LINKS = (("url", "Open"), ("agent_url", "Agent"), ("trace_url", "Trace"))
+_HTML_LINKS = {"url": "Open in Pharos", "agent_url": "Open agent", "trace_url": "Open trace"}
+
+
+def email_message(
+    payload: dict[str, Any], sender: str, recipients: list[str], key: str | None = None
+) -> EmailMessage:
+    """``key``: the notification's idempotency key, sent as ``Message-ID`` (so a resend is the
+    same message to a server or client that dedupes on it) and ``X-Pharos-Idempotency-Key``."""
     alert = payload["alert"]
     head = title(payload)
     labels = _labels_text(alert.get("labels", {}))
@@ -167,13 +189,17 @@ def email_message(payload: dict[str, Any], sender: str, recipients: list[str]) -
         f"Value: {alert.get('value')}",
         *(f"{k}: {v}" for k, v in labels),
     ]
-    if alert.get("url"):
-        lines += ["", f"Open: {alert['url']}"]
+    links = [(word, alert[name]) for name, word in _LINKS if alert.get(name)]
+    if links:
+        lines += ["", *(f"{word}: {url}" for word, url in links)]
     msg = EmailMessage()
     msg["Subject"] = head[:200]
     msg["From"] = sender
     msg["To"] = ", ".join(recipients)
     msg["X-Pharos-Fingerprint"] = alert["fingerprint"]
+    if key:
+        msg["X-Pharos-Idempotency-Key"] = key
+        msg["Message-ID"] = f"<{_message_id(key)}@pharos>"
     msg.set_content("\n".join(lines))
     colour = (
         RESOLVED_COLOUR
@@ -184,10 +210,10 @@ def email_message(payload: dict[str, Any], sender: str, recipients: list[str]) -
         f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
         for k, v in labels
     )
-    link = (
-        f"<p><a href='{html.escape(alert['url'], quote=True)}'>Open in Pharos</a></p>"
-        if alert.get("url")
-        else ""
+    link = "".join(
+        f"<p><a href='{html.escape(alert[name], quote=True)}'>{text}</a></p>"
+        for name, text in _HTML_LINKS.items()
+        if alert.get(name)
     )
     msg.add_alternative(
         f"<html><body><h2 style='color:{colour}'>{html.escape(head)}</h2>"
@@ -197,3 +223,8 @@ def email_message(payload: dict[str, Any], sender: str, recipients: list[str]) -
         subtype="html",
     )
     return msg
+
+
+def _message_id(key: str) -> str:
+    """The idempotency key as the left part of a Message-ID (RFC 5322 dot-atom characters)."""
+    return "".join(c if c.isalnum() or c in "-_." else "." for c in key)[:200].strip(".") or "x"

@@ -61,7 +61,7 @@ async def deliver(
             headers["X-Pharos-Signature"] = payloads.sign(str(config["secret"]), ts, raw)
         await _post_raw(client, config["url"], raw, headers, seconds)
     elif channel_type == "email":
-        await anyio.to_thread.run_sync(_send_email, config, payload, seconds)
+        await anyio.to_thread.run_sync(_send_email, config, payload, seconds, key)
     else:
         raise DeliveryError(f"unknown channel type {channel_type!r}", retryable=False)
 
@@ -94,11 +94,14 @@ async def _post_raw(
     raise DeliveryError(f"HTTP {response.status_code}: {text}", retryable=retryable)
 
 
-def _send_email(config: dict[str, Any], payload: dict[str, Any], seconds: float) -> None:
+def _send_email(
+    config: dict[str, Any], payload: dict[str, Any], seconds: float, key: str | None = None
+) -> None:
     recipients = list(config.get("to") or [])
     if not recipients:
         raise DeliveryError("no recipients (config.to)", retryable=False)
-    msg = payloads.email_message(payload, str(config.get("from") or "pharos@localhost"), recipients)
+    sender = str(config.get("from") or "pharos@localhost")
+    msg = payloads.email_message(payload, sender, recipients, key)
     send_smtp(config, msg, seconds)
 
 
