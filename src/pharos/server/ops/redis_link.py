@@ -28,8 +28,13 @@ def namespace(engine: Any) -> str:
     return hashlib.sha256(b"pharos-redis-namespace:" + install_secret(engine)).hexdigest()[:12]
 
 
-def client(url: str, *, timeout: float = 1.0) -> Any:
-    """An asyncio Redis client that fails fast (no built-in retries, short socket timeouts)."""
+def client(url: str, *, timeout: float = 3.0) -> Any:
+    """An asyncio Redis client that fails fast (no built-in retries, short socket timeouts).
+
+    Three seconds, not one: the timeout covers the event loop getting round to the reply, and
+    an instance busy with a burst of requests took over a second to, so it fell back to its
+    own rate-limit buckets (letting extra requests through) while Redis was fine. When Redis is
+    really away only one call per ``RedisLink.retry_seconds`` waits that long."""
     import redis.asyncio as aioredis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
