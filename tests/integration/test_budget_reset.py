@@ -106,9 +106,23 @@ def test_the_gateway_hard_stop_honours_a_reset_on_every_instance(
     def call() -> httpx.Response:
         return gateway.post("/gateway/openai/v1/chat/completions", json=chat, headers=headers)
 
-    assert call().status_code == 200  # ~$0.0000058: the budget is gone
-    refused = _until(lambda: (r := call()).status_code == 402 and r)
+    served = [call().status_code]  # ~$0.0000058: the budget is gone
+    assert served == [200]
+
+    def refused_now() -> httpx.Response | None:
+        r = call()
+        served.append(r.status_code)
+        return r if r.status_code == 402 else None
+
+    refused = _until(refused_now)
     assert refused and refused.json()["error"]["budget"]["name"] == "spender"
+    # Served calls' spans are written after their answers: all of them land before the reset.
+    assert _until(
+        lambda: (
+            len(admin.get("/api/v1/traces", params={"agent": "spender"}).json()["items"])
+            == served.count(200)
+        )
+    )
 
     reset = admin.post(f"/api/v1/budgets/{budget_id}/reset")
     assert reset.status_code == 200 and reset.json()["spend_usd"] == 0
@@ -179,3 +193,61 @@ class _Keyed:
 
 def server_with_key(server: RunningServer, key: str) -> Any:
     return _Keyed(server, key)
+
+
+def test_a_registry_budget_is_reset_through_the_api_and_the_cli(
+    make_server: ServerFactory, upstream: Upstream, db_url: str
+) -> None:
+    """An agent's own ``--budget`` (the registry): exhausted -> the gateway refuses with 402;
+    reset (API, then CLI) -> served again on another instance, counted from the reset."""
+    settings = {"llm_upstream_url": upstream.url + "/v1", "budget_cache_seconds": 0.2}
+    admin = make_server(**settings)
+    gateway = make_server(**settings)
+    r = admin.post("/api/v1/agents/registry", json={"name": "reg", "budget_usd": "0.000002"})
+    assert r.status_code == 201, r.text
+    chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+
+    def call() -> httpx.Response:
+        return gateway.post(
+            "/gateway/openai/v1/chat/completions", json=chat, headers={"x-pharos-agent": "reg"}
+        )
+
+    served: list[int] = []
+
+    def refused_now() -> httpx.Response | None:
+        r = call()
+        if r.status_code == 200:
+            served.append(1)
+        return r if r.status_code == 402 else None
+
+    assert call().status_code == 200
+    served.append(1)
+    refused = _until(refused_now)
+    assert refused and refused.json()["error"]["budget"]["name"] == "agent reg (registry)"
+    # Each served call's span is written after its answer: let them all land before the reset
+    # (a call still being written when it happens counts after it).
+    assert _until(
+        lambda: (
+            len(admin.get("/api/v1/traces", params={"agent": "reg"}).json()["items"]) == len(served)
+        )
+    )
+
+    reset = admin.post("/api/v1/agents/registry/reg/budget/reset")
+    assert reset.status_code == 200, reset.text
+    body = reset.json()
+    assert body["spend_usd"] == 0 and body["reset_at"] is not None
+    assert [(e["from"], e["to"]) for e in body["events"]] == [("exceeded", "reset")]
+    assert _until(lambda: call().status_code == 200), "still refused after the reset"
+    assert _until(lambda: call().status_code == 402)  # the call after the reset counts
+
+    runner = CliRunner()
+    out = runner.invoke(cli_app, ["agents", "reset-budget", "reg", "--database-url", db_url])
+    assert out.exit_code == 0, out.output
+    assert out.stdout.startswith("reset: reg daily budget counts again from now")
+    assert _until(lambda: call().status_code == 200)
+    missing = admin.post("/api/v1/agents/registry/nobody/budget/reset")
+    assert missing.status_code == 404 and "not registered" in missing.json()["error"]["message"]
+    cli_missing = runner.invoke(
+        cli_app, ["agents", "reset-budget", "nobody", "--database-url", db_url]
+    )
+    assert cli_missing.exit_code == 1

@@ -375,6 +375,28 @@ def agents_list(
     out.print(table)
 
 
+@agents_app.command("reset-budget")
+def agents_reset_budget(
+    name: Annotated[str, typer.Argument(help="A registered agent with a --budget.")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Start the agent's --budget count again from now (the gateway lets it through again on
+    every instance within PHAROS_BUDGET_CACHE_SECONDS; recorded as a budget event)."""
+    from pharos.server.cost.budgets import reset_registry_budget
+    from pharos.server.db.engine import writing
+
+    with _engine(database_url) as engine, writing(engine).begin() as conn:
+        state = reset_registry_budget(conn, name, datetime.now(UTC))
+    if state is None:
+        err.print(f"[red]agent {name!r} is not registered with a budget[/red]")
+        raise typer.Exit(1)
+    print(
+        f"reset: {name} {state.period} budget counts again from now "
+        f"(${state.period_spend_nanousd / 1e9:.2f} spent in the period before the reset, "
+        f"limit ${state.limit_nanousd / 1e9:.2f})"
+    )
+
+
 @agents_app.command("remove")
 def agents_remove(
     name: Annotated[str, typer.Argument(help="Agent name.")],

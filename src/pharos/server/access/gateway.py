@@ -156,13 +156,22 @@ class Gateway:
         """The registry's ``--budget`` for ``config``: spend this period vs the limit."""
         if config.budget_nanousd is None:
             return None
-        from pharos.server.cost.budgets import period_bounds, spend_nanousd
+        from pharos.server.cost.budgets import (
+            last_resets,
+            period_bounds,
+            registry_budget_id,
+            spend_nanousd,
+        )
 
         now = datetime.now(UTC)
         start_ns, end_ns = period_bounds(config.budget_period or "daily", now)
         now_s = int(now.timestamp())
+        budget_id = registry_budget_id(config.name)
         with self.engine.connect() as conn:
             spend = spend_nanousd(conn, start_ns // 10**9, (now_s // 60 + 1) * 60, config.name)
+            reset = last_resets(conn, [budget_id], start_ns).get(budget_id)
+        if reset is not None:  # an admin reset it in this period: count from then
+            spend = max(spend - reset[1], 0)
         return {
             "name": f"agent {config.name} (registry)",
             "period": config.budget_period or "daily",

@@ -23,7 +23,9 @@ from pharos.server.cost.budgets import (
     evaluate,
     recent_events,
     record_transitions,
+    registry_budget_id,
     reset_budget,
+    reset_registry_budget,
 )
 from pharos.server.cost.prices import Price, bundled_table, micro_to_usd, usd_to_micro
 from pharos.server.cost.report import costs_report, model_usage, unknown_models, usd
@@ -465,6 +467,25 @@ async def reset(budget_id: BudgetId, engine: EngineDep) -> FastJSONResponse:
             if state is None:
                 raise ApiError(404, f"no budget {budget_id}")
             state.events = recent_events(conn, budget_id)
+        return state
+
+    return FastJSONResponse(budget_json(await anyio.to_thread.run_sync(run)))
+
+
+@router.post(
+    "/agents/registry/{name}/budget/reset",
+    summary="Start a registered agent's --budget count again from now (a budget event)",
+)
+async def reset_agent_budget(
+    name: Annotated[str, Path(min_length=1, max_length=512)], engine: EngineDep
+) -> FastJSONResponse:
+    def run() -> BudgetState:
+        now = datetime.now(UTC)
+        with writing(engine).begin() as conn:
+            state = reset_registry_budget(conn, name, now)
+            if state is None:
+                raise ApiError(404, f"agent {name!r} is not registered with a budget")
+            state.events = recent_events(conn, registry_budget_id(name))
         return state
 
     return FastJSONResponse(budget_json(await anyio.to_thread.run_sync(run)))

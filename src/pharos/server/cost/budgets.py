@@ -24,6 +24,7 @@ amount (the spend since the reset), and its forecast starts from there.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -249,16 +250,31 @@ def budget_statuses(conn: Connection, now: datetime) -> list[BudgetState]:
     return [_evaluate(conn, _spec(row), now, resets.get(int(row.id))) for row in rows]
 
 
-def registry_statuses(conn: Connection, now: datetime) -> list[BudgetState]:
-    """The agent registry's budgets (``pharos agents add NAME --budget``) evaluated at ``now``:
-    a hard limit per UTC day or month, a soft limit at 80 % of it (as the gateway warns)."""
+def registry_budget_id(agent: str) -> int:
+    """The ``budget_events.budget_id`` of an agent's registry budget: negative (``budgets`` ids
+    are positive) and stable, from the agent's name (the registry's key)."""
+    digest = hashlib.blake2b(agent.encode(), digest_size=8).digest()
+    return -(int.from_bytes(digest, "big") >> 2) - 1
+
+
+def registry_statuses(
+    conn: Connection, now: datetime, agent: str | None = None
+) -> list[BudgetState]:
+    """The agent registry's budgets (``pharos agents add NAME --budget``) evaluated at ``now``
+    (only ``agent``'s when given): a hard limit per UTC day or month, a soft limit at 80 % of
+    it (as the gateway warns), a reset in the period honoured."""
     r = agent_registry
-    rows = conn.execute(
-        select(r.c.name, r.c.budget_nanousd, r.c.budget_period)
-        .where(r.c.budget_nanousd.is_not(None))
-        .order_by(r.c.name)
-    ).all()
+    stmt = select(r.c.name, r.c.budget_nanousd, r.c.budget_period).where(
+        r.c.budget_nanousd.is_not(None)
+    )
+    if agent is not None:
+        stmt = stmt.where(r.c.name == agent)
+    rows = conn.execute(stmt.order_by(r.c.name)).all()
+    if not rows:
+        return []
     num, den = REGISTRY_SOFT_SHARE
+    start = min(period_bounds(period or "daily", now)[0] for _, _, period in rows)
+    resets = last_resets(conn, [registry_budget_id(name) for name, _, _ in rows], start)
     out = []
     for name, limit, period in rows:
         spec = _Spec(
@@ -270,8 +286,34 @@ def registry_statuses(conn: Connection, now: datetime) -> list[BudgetState]:
             soft_limit_nanousd=int(limit) * num // den,
             source="registry",
         )
-        out.append(_evaluate(conn, spec, now, None))
+        out.append(_evaluate(conn, spec, now, resets.get(registry_budget_id(name))))
     return out
+
+
+def reset_registry_budget(conn: Connection, agent: str, now: datetime) -> BudgetState | None:
+    """Start the period's count of ``agent``'s registry budget again from ``now`` (a ``reset``
+    event, as :func:`reset_budget`). None: the agent is not registered with a budget."""
+    states = registry_statuses(conn, now, agent)
+    if not states:
+        return None
+    before = states[0]
+    conn.execute(
+        insert(budget_events).values(
+            budget_id=registry_budget_id(agent),
+            at_ns=int(now.timestamp() * NS),
+            from_status=before.status,
+            to_status=RESET,
+            spend_nanousd=before.period_spend_nanousd,
+            forecast_nanousd=before.forecast.projected_nanousd,
+            limit_nanousd=before.limit_nanousd,
+        )
+    )
+    log.info(
+        "registry budget of %r reset: %.4f USD spent in the period so far, counting again",
+        agent,
+        before.period_spend_nanousd / 1e9,
+    )
+    return registry_statuses(conn, now, agent)[0]
 
 
 def all_statuses(conn: Connection, now: datetime) -> list[BudgetState]:
@@ -440,7 +482,9 @@ __all__ = [
     "evaluate",
     "period_bounds",
     "record_transitions",
+    "registry_budget_id",
     "registry_statuses",
     "reset_budget",
+    "reset_registry_budget",
     "status_of",
 ]
