@@ -205,6 +205,11 @@ class RollupCollector(Collector):
         log_dupes.add_metric([], stats.extra_duplicate["logs"])
         txns = CounterMetricFamily("pharos_writer_transactions", "Writer transactions.")
         txns.add_metric([], stats.transactions)
+        deadlocks = CounterMetricFamily(
+            "pharos_writer_deadlocks_retried",
+            "Writer transactions PostgreSQL rolled back to break a deadlock, run again.",
+        )
+        deadlocks.add_metric([], stats.deadlocks_retried)
         depth = GaugeMetricFamily("pharos_ingest_queue_depth", "Requests waiting for the writer.")
         depth.add_metric([], self.writer.queue_depth)
         capacity = GaugeMetricFamily("pharos_ingest_queue_capacity", "Writer queue capacity.")
@@ -213,7 +218,19 @@ class RollupCollector(Collector):
             "pharos_writer_last_commit_seconds", "Duration of the last writer transaction."
         )
         last.add_metric([], stats.last_commit_seconds)
-        yield from (spans, dupes, logs, log_dupes, reqs, refused, txns, depth, capacity, last)
+        yield from (
+            spans,
+            dupes,
+            logs,
+            log_dupes,
+            reqs,
+            refused,
+            txns,
+            deadlocks,
+            depth,
+            capacity,
+            last,
+        )
 
 
 class IngestRejections:

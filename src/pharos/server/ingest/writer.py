@@ -109,6 +109,8 @@ class WriterStats:
     extra_stored: Counter[str] = field(default_factory=Counter)
     extra_duplicate: Counter[str] = field(default_factory=Counter)
     failures: Counter[str] = field(default_factory=Counter)
+    #: Transactions PostgreSQL rolled back to break a deadlock, and the writer ran again.
+    deadlocks_retried: int = 0
     last_commit_seconds: float = 0.0
     last_error: str | None = None
 
@@ -265,7 +267,7 @@ class GroupCommitWriter:
 
     def _commit_jobs(self, jobs: list[_Job]) -> None:
         try:
-            results = self._transaction(jobs)
+            results = self._transaction_retrying(jobs)
         except Exception as exc:  # one bad request must not fail the others: retry alone
             if len(jobs) > 1 and not _is_unavailable(exc):
                 for job in jobs:
@@ -275,6 +277,20 @@ class GroupCommitWriter:
             return
         for job, result in zip(jobs, results, strict=True):
             _resolve(job, result)
+
+    def _transaction_retrying(self, jobs: list[_Job], attempts: int = 4) -> list[WriteResult]:
+        """:meth:`_transaction`, again when PostgreSQL chose it as a deadlock's victim (two
+        instances adding to the same rollup rows, each already holding one the other needs):
+        the rolled-back transaction is simply run again, so the exporters never see it."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._transaction(jobs)
+            except DBAPIError as exc:
+                if attempt == attempts or not _is_deadlock(exc):
+                    raise
+                self.stats.deadlocks_retried += 1
+                time.sleep(0.005 * attempt)
+        raise AssertionError("unreachable")
 
     def _fail(self, jobs: list[_Job], exc: BaseException) -> None:
         reason = "database_unavailable" if _is_unavailable(exc) else type(exc).__name__
@@ -342,6 +358,9 @@ class GroupCommitWriter:
                     ]
                 seen_before = traces_seen_before(conn, new)  # before their summaries change
                 self._upsert_traces(conn, ready, rest, new)
+                # The rows every instance adds to, always in this order (rollups, daily usage,
+                # error groups; each statement's keys sorted): on PostgreSQL two instances then
+                # take their row locks in one order and cannot deadlock.
                 self._upsert_rollups(conn, ready, rest)
                 if self.cost is not None:
                     self.cost.record(conn, new)
@@ -529,46 +548,21 @@ class GroupCommitWriter:
                 )
 
     def _merge_rollups(self, conn: Connection, name: str, deltas: PackedDeltas) -> None:
-        """Add the deltas to their rollup rows. Keys go in sorted, so concurrent writers
-        (PostgreSQL) lock rows in one order.
-
-        SQLite: one upsert; SQLite adds the counts and merges the histograms (JSON objects of
-        bucket counts) itself, in C and without the GIL, and nothing is read back.
-        PostgreSQL: the database is shared by every instance, so it does only plain row work:
-        create the missing rows, lock them all, merge here (the histogram parse is cached),
-        write back — three statements of constant text over arrays, whatever the batch."""
+        """Add the deltas to their rollup rows in one statement: the database adds the counts
+        and merges the histograms (JSON objects of bucket counts) itself, so nothing is read
+        back — on SQLite in C without the GIL, on PostgreSQL with the row locks held for one
+        statement (then the commit), not for a read, a merge here and a write. Keys go in
+        sorted, so concurrent writers (PostgreSQL) lock rows in one order."""
         keys = sorted(deltas)
         table = ROLLUP_TABLES[name].name
         if self._sqlite:
             rows = [(*key, *deltas[key][:8], hist.dumps(deltas[key][8])) for key in keys]
             conn.exec_driver_sql(self._rollup_upserts[name], rows)
             return
+        rows = [(*key, *deltas[key][:8], hist.dumps(deltas[key][8])) for key in keys]
         cursor = conn.connection.cursor()
         try:
-            key_json = orjson.dumps(keys).decode()
-            cursor.execute(_PG_ROLLUP_CREATE.format(table=table), (key_json,))
-            cursor.execute(_PG_ROLLUP_LOCK.format(table=table), (key_json,))
-            existing = {tuple(row[:4]): row[4:] for row in cursor.fetchall()}
-            rows = []
-            for key in keys:
-                d, old = deltas[key], existing[key]
-                rows.append(
-                    (
-                        *key,
-                        d[0] + old[0],
-                        d[1] + old[1],
-                        d[2] + old[2],
-                        max(d[3], old[3]),
-                        d[4] + old[4],
-                        d[5] + old[5],
-                        d[6] + old[6],
-                        d[7] + old[7],
-                        hist.dumps(
-                            hist.merge(hist.loads(old[8]), d[8]) if old[8] != "{}" else d[8]
-                        ),
-                    )
-                )
-            cursor.execute(_PG_ROLLUP_WRITE.format(table=table), (orjson.dumps(rows).decode(),))
+            cursor.execute(_PG_ROLLUP_UPSERT.format(table=table), (orjson.dumps(rows).decode(),))
         finally:
             cursor.close()
 
@@ -631,38 +625,31 @@ def _rollup_upsert(table: str) -> str:
     )
 
 
-#: PostgreSQL rollup statements. Rows go in as one JSON array parameter (orjson writes it in
-#: C; a text array parameter is escaped element by element in Python and cost more than the
-#: merge itself).
-_PG_KEYS = (
-    "(SELECT (e->>0)::bigint AS b, e->>1 AS a, e->>2 AS m, e->>3 AS n "
-    "FROM json_array_elements(%s::json) AS e) AS k"
-)
-_PG_ROLLUP_CREATE = (
-    "INSERT INTO {table} (" + ", ".join(ROLLUP_KEY + ROLLUP_VALUES) + ") "
-    f"SELECT b, a, m, n, 0, 0, 0, 0, 0, 0, 0, 0, '{{{{}}}}' FROM {_PG_KEYS} "
-    "ON CONFLICT DO NOTHING"
-)
-_PG_ROLLUP_LOCK = (
-    "SELECT " + ", ".join(f"r.{c}" for c in ROLLUP_KEY + ROLLUP_VALUES) + " FROM {table} r "
-    f"JOIN {_PG_KEYS} ON r.bucket_start = k.b AND r.agent = k.a AND r.model = k.m "
-    "AND r.kind = k.n ORDER BY r.bucket_start, r.agent, r.model, r.kind FOR UPDATE OF r"
-)
 _PG_ROLLUP_TYPES = (
     "bigint", "text", "text", "text", "bigint", "bigint", "float8", "float8",
     "bigint", "bigint", "bigint", "bigint", "text",
 )  # fmt: skip
-_PG_ROLLUP_WRITE = (
-    "UPDATE {table} r SET "
-    + ", ".join(f"{c} = v.{c}" for c in ROLLUP_VALUES)
-    + " FROM (SELECT "
+#: PostgreSQL: rows in as one JSON array parameter (orjson writes it in C; a text array
+#: parameter is escaped element by element in Python and cost more than the merge itself).
+_PG_ROLLUP_UPSERT = (
+    "INSERT INTO {table} ("
+    + ", ".join(ROLLUP_KEY + ROLLUP_VALUES)
+    + ") SELECT "
+    + ", ".join(f"(e->>{i})::{t}" for i, t in enumerate(_PG_ROLLUP_TYPES))
+    + " FROM json_array_elements(%s::json) AS e ON CONFLICT ("
+    + ", ".join(ROLLUP_KEY)
+    + ") DO UPDATE SET "
     + ", ".join(
-        f"(e->>{i})::{t} AS {c}"
-        for i, (c, t) in enumerate(zip(ROLLUP_KEY + ROLLUP_VALUES, _PG_ROLLUP_TYPES, strict=True))
+        f"{c} = {{table}}.{c} + excluded.{c}"
+        for c in ROLLUP_VALUES
+        if c not in ("duration_max_ms", "histogram")
     )
-    + " FROM json_array_elements(%s::json) AS e) AS v "
-    "WHERE r.bucket_start = v.bucket_start AND r.agent = v.agent AND r.model = v.model "
-    "AND r.kind = v.kind"
+    + ", duration_max_ms = greatest({table}.duration_max_ms, excluded.duration_max_ms), "
+    "histogram = (SELECT coalesce(jsonb_object_agg(key, total), '{{}}'::jsonb)::text FROM "
+    "(SELECT key, sum(value::bigint) AS total FROM (SELECT * FROM "
+    "json_each_text({table}.histogram::json) UNION ALL SELECT * FROM "
+    "json_each_text(excluded.histogram::json)) u GROUP BY key "
+    "HAVING sum(value::bigint) <> 0) x)"
 )
 
 
@@ -676,6 +663,12 @@ def _pg_executemany(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -
         cursor.executemany(sql, rows)
     finally:
         cursor.close()
+
+
+def _is_deadlock(exc: DBAPIError) -> bool:
+    """PostgreSQL broke a deadlock (SQLSTATE 40P01) or a serialization failure (40001) by
+    rolling this transaction back: running it again is the fix."""
+    return getattr(exc.orig, "sqlstate", None) in ("40P01", "40001")
 
 
 def database_unavailable(exc: BaseException) -> bool:
