@@ -138,7 +138,10 @@ def _rollup_table(name: str) -> Table:
         # One agent's figures, or one kind's (a chart of runs, of model calls): those rows
         # only, not every row of the range (migration 0010).
         Index(f"ix_{name}_agent_bucket_start", "agent", "bucket_start"),
-        Index(f"ix_{name}_kind_bucket_start", "kind", "bucket_start"),
+        # PostgreSQL only: its planner scanned whole hourly tables for one kind's 30-day chart
+        # without it; SQLite's picked it over the primary key for a day's chart and read
+        # slower (1.6x for the 24 h latency chart by agent).
+        Index(f"ix_{name}_kind_bucket_start", "kind", "bucket_start").ddl_if(dialect="postgresql"),
     )
 
 
