@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -248,10 +249,11 @@ def timed(fn: Any, n: int) -> list[float]:
         t0 = time.perf_counter()
         fn()
         out.append((time.perf_counter() - t0) * 1000)
-    return sorted(out)
+    return out  # in call order (the results file keeps them so)
 
 
 def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
     return values[min(len(values) - 1, max(0, round(q * len(values)) - 1))]
 
 
@@ -329,6 +331,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(60)
+        shutil.rmtree(workdir, ignore_errors=True)  # ~500 MB at full scale
 
     base_p95 = pct(baseline, 0.95)
     table = Table(
@@ -363,7 +366,12 @@ def main() -> None:
             "" if target is None else f"< {target}",
             ok,
         )
-        report["calls"][name] = {"p50": p50, "p95": p95, "target_p95": target}
+        report["calls"][name] = {
+            "p50": p50,
+            "p95": p95,
+            "target_p95": target,
+            "samples_ms": [round(v, 2) for v in values],
+        }
     console.print(table)
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)

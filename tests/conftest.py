@@ -103,7 +103,11 @@ class RunningServer:
 def run_server(
     database_url: str, *, http_port: int = 0, **overrides: Any
 ) -> Iterator[RunningServer]:
-    settings = Settings(database_url=database_url, **{"port": 0, "grpc_port": 0, **overrides})
+    # gc_tuning off: gc.freeze() in a test process would keep each test server's cycles for
+    # good (servers started as processes, e.g. the crash tests, run with it on).
+    settings = Settings(
+        database_url=database_url, **{"port": 0, "grpc_port": 0, "gc_tuning": False, **overrides}
+    )
     app = create_app(settings)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

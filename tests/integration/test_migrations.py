@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from pharos.server.db.engine import make_engine
 from pharos.server.db.migrate import current_revision, downgrade, head_revision, upgrade
@@ -51,5 +53,51 @@ def test_upgrade_downgrade_and_schema_matches_models(db_url: str) -> None:
         assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
         upgrade(db_url)
         assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_rollups_become_clustered_keeping_their_rows(tmp_path: Path) -> None:
+    """Migration 0012 rebuilds the SQLite rollup tables WITHOUT ROWID; rows and indexes stay,
+    and the downgrade gives the rowid tables back."""
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    upgrade(url, "0011")
+    engine = make_engine(url)
+    row = {"b": 1_700_000_040, "a": "bot", "m": "gpt-4o", "k": "llm", "h": '{"12":3}'}
+
+    def tables() -> dict[str, str]:
+        with engine.connect() as conn:
+            found = conn.execute(
+                text("SELECT name, sql FROM sqlite_master WHERE tbl_name LIKE 'rollups_1%'")
+            ).all()
+        # (a renamed table's name is quoted in its SQL)
+        return {name: (sql or "").replace(f'"{name}"', name) for name, sql in found}
+
+    try:
+        with engine.begin() as conn:
+            for t in ("rollups_1m", "rollups_1h", "rollups_1d"):
+                conn.execute(
+                    text(
+                        f"INSERT INTO {t} VALUES (:b, :a, :m, :k, 3, 1, 30.5, 12.0, 10, 20, 0, "
+                        "7, :h)"
+                    ),
+                    row,
+                )
+        before = tables()
+        assert "WITHOUT ROWID" not in before["rollups_1m"]
+        upgrade(url)
+        after = tables()
+        for t in ("rollups_1m", "rollups_1h", "rollups_1d"):
+            assert after[t].rstrip().endswith("WITHOUT ROWID")
+            assert f"ix_{t}_agent_bucket_start" in after  # the indexes made again
+            with engine.connect() as conn:
+                got = conn.execute(text(f"SELECT * FROM {t}")).all()
+            assert [tuple(r) for r in got] == [
+                (row["b"], "bot", "gpt-4o", "llm", 3, 1, 30.5, 12.0, 10, 20, 0, 7, row["h"])
+            ]
+        downgrade(url, "0011")
+        assert tables() == before
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM rollups_1m")).scalar_one() == 1
     finally:
         engine.dispose()

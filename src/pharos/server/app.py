@@ -46,6 +46,7 @@ from pharos.server.input_guard import NulGuardMiddleware
 from pharos.server.live import publish_ingested, publish_logs, start_live
 from pharos.server.live.sse import router as live_sse_router
 from pharos.server.live.websocket import router as live_ws_router
+from pharos.server.ops.gc_tuning import tune_gc
 from pharos.server.ops.service import readiness, start_ops
 from pharos.server.ops.shutdown import DrainingMiddleware
 from pharos.server.prometheus import HttpMetricsMiddleware, Metrics, RollupCollector
@@ -113,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 ParseConfig(
                     settings.max_decompressed_bytes,
                     Limits(settings.max_attributes, settings.max_attribute_length),
+                    gc_tuning=settings.gc_tuning,
                 ),
                 workers=settings.ingest_workers,
                 prices=price_book,  # trace requests are priced as they are parsed
@@ -167,6 +169,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await anyio.to_thread.run_sync(ensure_demo_budgets, engine)
                 task = asyncio.create_task(load_demo(writer, settings))
                 stack.callback(task.cancel)
+            if settings.gc_tuning:  # everything started: freeze it (ops/gc_tuning.py)
+                tune_gc()
             yield
 
     app = FastAPI(

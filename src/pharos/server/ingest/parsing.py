@@ -32,6 +32,7 @@ from pharos.server.ingest.logs import NormalizedLogs, decode_logs, normalize_log
 from pharos.server.ingest.metrics import MetricBatch, decode_metrics, normalize_metrics
 from pharos.server.ingest.normalize import Limits, NormalizedBatch, normalize_traces
 from pharos.server.ingest.writer import Unavailable
+from pharos.server.ops.gc_tuning import tune_gc
 
 log = logging.getLogger("pharos.ingest")
 T = TypeVar("T")
@@ -41,6 +42,8 @@ T = TypeVar("T")
 class ParseConfig:
     max_decompressed_bytes: int
     limits: Limits
+    #: Tune the worker processes' garbage collector (ops/gc_tuning.py), as the server's.
+    gc_tuning: bool = False
 
 
 def parse_traces(
@@ -87,6 +90,8 @@ def _init_worker(config: ParseConfig) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if _worker_config is None:
+        if config.gc_tuning:
+            tune_gc()
         threading.Thread(
             target=_exit_with_parent, args=(os.getppid(),), name="pharos-parent-watch", daemon=True
         ).start()

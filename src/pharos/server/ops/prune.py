@@ -103,8 +103,14 @@ def _prune_rows(conn: Connection, target: Target, batch_rows: int) -> int:
     table = _table(target)
     cond = _condition(target)
     if conn.dialect.name == "sqlite":
+        # rowid, or the primary key of a WITHOUT ROWID table (the rollups: migration 0012)
+        if table.dialect_options["sqlite"]["with_rowid"]:
+            key = picked = "rowid"
+        else:
+            picked = ", ".join(c.name for c in table.primary_key.columns)
+            key = f"({picked})"
         sql = (
-            f"DELETE FROM {table.name} WHERE rowid IN (SELECT rowid FROM {table.name} "
+            f"DELETE FROM {table.name} WHERE {key} IN (SELECT {picked} FROM {table.name} "
             f"WHERE {_sql(conn, cond)} LIMIT {int(batch_rows)})"
         )
     else:  # ctid: the physical row, whatever the table's key
