@@ -241,3 +241,85 @@ def test_stored_histograms_merge_from_the_parse_cache_within_a_memory_bound() ->
     # 1,000 histograms of 200 buckets: packed arrays take ~3 kB each (tuples took ~22 kB)
     assert held < 6 * 1024 * 1024, held
     assert hist._parsed.cache_info().maxsize == hist.PARSED_CACHE_SIZE
+
+
+_KINDS = st.sampled_from(["request", "llm", "tool", "embedding"])
+_ROWS = st.lists(
+    st.tuples(
+        st.integers(0, 11),  # minute
+        st.sampled_from(["a", "b", "c"]),  # agent
+        st.sampled_from(["m1", "m2", ""]),  # model
+        _KINDS,
+        st.lists(st.floats(0.5, 60_000, allow_nan=False), min_size=0, max_size=6),  # durations
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    _ROWS,
+    st.sampled_from(["latency_p50", "latency_p95", "latency_p99"]),
+    st.sampled_from([None, "agent", "model"]),
+    st.booleans(),
+)
+def test_latency_charts_from_lean_rows_equal_full_rows(
+    spec: list[tuple[int, str, str, str, list[float]]],
+    metric: str,
+    group_by: str | None,
+    model_scope: bool,
+) -> None:
+    """The timeseries API reads only the columns a percentile needs (store.fetch_latency_rows):
+    its points must equal those of whole rollup rows, aggregated as everywhere else."""
+    from pharos.server.analytics.summary import LatencyRow, RollupRow, series
+
+    full: dict[tuple[int, str, str, str], list[float]] = {}
+    for minute, agent, model, kind, durations in spec:  # one row per key, as stored
+        full.setdefault((1_700_000_000 + 60 * minute, agent, model, kind), []).extend(durations)
+    rows = [
+        RollupRow(
+            b,
+            a,
+            m,
+            k,
+            len(d),
+            0,
+            sum(d),
+            max(d, default=0.0),
+            0,
+            0,
+            0,
+            0,
+            hist.dumps(hist.from_values(d)),
+        )
+        for (b, a, m, k), d in full.items()
+    ]
+    lean = [
+        LatencyRow(
+            r.bucket_start, r.agent, r.model, r.kind, r.count, r.duration_max_ms, r.histogram
+        )
+        for r in rows
+    ]
+    kwargs = {
+        "start_s": 1_700_000_000,
+        "end_s": 1_700_000_720,
+        "interval_s": 180,
+        "group_by": group_by,
+        "model_scope": model_scope,
+    }
+    got = series(lean, metric, **kwargs)
+    assert series(rows, metric, **kwargs) == got
+    # ... and each point is the percentile of an aggregate of that slot's whole rows
+    from pharos.server.analytics.summary import aggregate, metric_value
+
+    for line in got:
+        for i, value in enumerate(line["values"]):
+            lo = 1_700_000_000 + 180 * i
+            slot = [
+                r
+                for r in rows
+                if lo <= r.bucket_start < lo + 180
+                and (group_by is None or (getattr(r, group_by) or "(none)") == line["name"])
+            ]
+            expected = metric_value(metric, aggregate(slot, model_scope=model_scope), 60)
+            assert value == expected

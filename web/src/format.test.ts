@@ -30,6 +30,9 @@ describe("numbers", () => {
     expect(fmtUsd(0)).toBe("$0.00");
     expect(fmtUsd(0.000482)).toBe("$0.00048");
     expect(fmtUsd(0.0102)).toBe("$0.010");
+    expect(fmtUsd(7.2e-7)).toBe("$0.00000072"); // an embedding call: no exponent
+    expect(fmtUsd(0.5)).toBe("$0.50");
+    expect(fmtUsd(-0.25)).toBe("$-0.25");
     expect(fmtUsd(1.7)).toBe("$1.70");
     expect(fmtUsd(12345.6)).toBe("$12,346");
   });

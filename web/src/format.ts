@@ -55,7 +55,11 @@ export function fmtUsd(v: number | null | undefined): string {
   if (v === null || v === undefined || !Number.isFinite(v)) return DASH;
   if (v === 0) return "$0.00";
   const abs = Math.abs(v);
-  if (abs < 1) return `$${v.toPrecision(2)}`;
+  if (abs < 1) {
+    // two significant digits, in plain decimals (toPrecision gives "7.2e-7" for an embedding)
+    const digits = Math.min(12, Math.max(2, Math.ceil(-Math.log10(abs)) + 1));
+    return `$${v.toFixed(digits)}`;
+  }
   if (abs < 1000) return `$${v.toFixed(2)}`;
   return `$${Math.round(v).toLocaleString("en-US")}`;
 }

@@ -1,6 +1,9 @@
 import { useState } from "react";
+import type { Params } from "../api";
+import { Chart } from "../components/Chart";
 import { fmtChange, fmtCount, fmtDate, fmtPct, fmtUsd, visible } from "../format";
-import { useApi, useFilters, useLive } from "../hooks";
+import { useApi, useFilters, useLive, useTimeseries } from "../hooks";
+import { rangeSeconds } from "../query";
 
 interface CostGroup {
   agent?: string;
@@ -45,6 +48,37 @@ interface Suggestion {
 }
 
 const GROUPS = ["agent", "model", "day"] as const;
+type Group = (typeof GROUPS)[number];
+
+/** Day buckets for the "by day" chart from a week up (fewer would be a chart of one or two points). */
+const DAY_BUCKETS_FROM_S = 7 * 86400;
+
+/** The cost chart's /metrics/timeseries parameters for the table's grouping: a series per agent
+ * or per model, or (by day) one total, in day buckets over a week or more. */
+export function costChartParams(group: Group, range: string, agent: string | null): Params {
+  const params: Params = { window: range, agent };
+  if (group !== "day") return { ...params, group_by: group };
+  const seconds = rangeSeconds(range);
+  return seconds !== null && seconds >= DAY_BUCKETS_FROM_S ? { ...params, interval: "1d" } : params;
+}
+
+/** The width (in percent) of a row's share bar: the share, kept within the track. */
+export function shareWidth(percent: number | null | undefined): number {
+  if (percent == null || !Number.isFinite(percent)) return 0;
+  return Math.min(100, Math.max(0, percent));
+}
+
+function ShareBar({ percent }: { percent: number }) {
+  const width = shareWidth(percent);
+  return (
+    <span className="sharebar">
+      <span className="sharebar-track" aria-hidden="true">
+        {width > 0 ? <span className="sharebar-fill" style={{ width: `${width}%` }} /> : null}
+      </span>
+      <span className="sharebar-text">{fmtPct(percent)}</span>
+    </span>
+  );
+}
 
 /** "+12% vs before", "new vs before" (the previous window cost about nothing), or nothing. */
 export function costTrend(percent: number | null | undefined, cost: number | null | undefined): string {
@@ -55,8 +89,9 @@ export function costTrend(percent: number | null | undefined, cost: number | nul
 export function CostsPage() {
   const [filters] = useFilters();
   const { tick } = useLive();
-  const [group, setGroup] = useState<(typeof GROUPS)[number]>("agent");
+  const [group, setGroup] = useState<Group>("agent");
   const costs = useApi<Costs>("/costs", { window: filters.range, group_by: group, agent: filters.agent }, tick);
+  const chart = useTimeseries(["cost"], costChartParams(group, filters.range, filters.agent), tick);
   const budgets = useApi<{ budgets: Budget[] }>("/budgets", {}, tick);
   const suggestions = useApi<{ suggestions: Suggestion[] }>("/costs/suggestions", {});
   const t = costs.data?.total;
@@ -98,6 +133,13 @@ export function CostsPage() {
           <div className="stat-value">{fmtUsd(t?.monthly_run_rate_usd)}</div>
         </section>
       </div>
+      <Chart
+        title={group === "day" ? "Cost over time" : `Cost over time by ${group}`}
+        data={chart}
+        format={(v) => fmtUsd(v)}
+        height={220}
+        testId="chart-costs"
+      />
       <section className="card">
         <h2>By {group}</h2>
         <table className="table" data-testid="costs-table">
@@ -131,7 +173,9 @@ export function CostsPage() {
                 <tr key={name}>
                   <td className="tele">{visible(name, 120)}</td>
                   <td className="num">{fmtUsd(g.cost_usd)}</td>
-                  <td className="num">{fmtPct(g.share_percent)}</td>
+                  <td className="num">
+                    <ShareBar percent={g.share_percent} />
+                  </td>
                   <td className="num">{fmtCount(group === "model" ? g.calls : (g.requests ?? g.calls))}</td>
                   <td className="num">{fmtCount(g.tokens.total)}</td>
                   <td className="num">{fmtUsd(group === "model" ? g.per_call_usd : g.per_request_usd)}</td>

@@ -216,8 +216,10 @@ async def metrics_timeseries(
     start_s = end_s - -(-window_s // interval_s) * interval_s
 
     def run() -> list[dict[str, Any]]:  # off the event loop: the bucketing is CPU work too
+        latency = metric in ("latency_p50", "latency_p95", "latency_p99")
+        fetch = store.fetch_latency_rows if latency else store.fetch_rollups
         with engine.connect() as conn:
-            rows = store.fetch_rollups(
+            rows = fetch(
                 conn,
                 start_s,
                 end_s,

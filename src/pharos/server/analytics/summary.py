@@ -36,6 +36,21 @@ class RollupRow(NamedTuple):  # a tuple: built by the thousand per dashboard cal
     histogram: str
 
 
+class LatencyRow(NamedTuple):
+    """The columns of a rollup row a latency percentile needs (a chart reads thousands)."""
+
+    bucket_start: int
+    agent: str
+    model: str
+    kind: str
+    count: int  # type: ignore[assignment]  # shadows tuple.count, on purpose
+    duration_max_ms: float
+    histogram: str
+
+
+LATENCY_COLUMNS = LatencyRow._fields
+
+
 @dataclass(slots=True)
 class Aggregate:
     requests: int = 0
@@ -221,7 +236,7 @@ def metric_value(metric: str, agg: Aggregate, interval_seconds: int) -> float | 
 
 
 def series(
-    rows: Iterable[RollupRow],
+    rows: Iterable[RollupRow] | Iterable[LatencyRow],
     metric: str,
     *,
     start_s: int,
@@ -234,7 +249,7 @@ def series(
     ratios and latencies). More than 20 groups: the smallest are merged into "other"."""
     buckets = list(range(start_s, end_s, interval_s))
     needs_histogram = metric in ("latency_p50", "latency_p95", "latency_p99")
-    grouped: dict[str, dict[int, list[RollupRow]]] = {}
+    grouped: dict[str, dict[int, list[Any]]] = {}
     for row in rows:
         key = "all" if group_by is None else getattr(row, group_by) or "(none)"
         slot = (row.bucket_start - start_s) // interval_s * interval_s + start_s
@@ -247,7 +262,7 @@ def series(
     ordered = sorted(grouped, key=lambda k: (-totals[k], k))
     if len(ordered) > MAX_SERIES:
         keep, rest = ordered[: MAX_SERIES - 1], ordered[MAX_SERIES - 1 :]
-        other: dict[int, list[RollupRow]] = {}
+        other: dict[int, list[Any]] = {}
         for key in rest:
             for slot, rs in grouped.pop(key).items():
                 other.setdefault(slot, []).extend(rs)
@@ -257,7 +272,7 @@ def series(
     for key in ordered:
         slots = grouped[key]
         if needs_histogram:  # the costly case: merge each slot's histograms (memoised)
-            values = [_quantile_slot(metric, model_scope, tuple(slots.get(b, ()))) for b in buckets]
+            values = [_latency_point(metric, slots.get(b), model_scope) for b in buckets]
         else:
             values = [
                 metric_value(
@@ -272,15 +287,32 @@ def series(
     return out
 
 
-#: Latency points kept, keyed by the rollup rows behind them. A chart's past buckets are the
+#: Latency points kept, keyed by the histograms behind them. A chart's past buckets are the
 #: same rows on every refresh (the dashboard re-reads its window every few seconds), so their
 #: merged histograms are computed once; a bucket whose rows changed (new data, a late export)
-#: is a new key, so a cached point is never stale. 8,192 points hold a 24 h chart at 5 min for
-#: 20 series and take a few MB (the key holds the rows' histogram texts).
+#: has other histogram texts, a new key, so a cached point is never stale. 8,192 points hold a
+#: 24 h chart at 5 min for 20 series and take a few MB (the key holds the histogram texts).
 SLOT_CACHE_SIZE = 8192
 
 
+def _latency_point(
+    metric: str, rows: list[RollupRow] | list[LatencyRow] | None, model_scope: bool
+) -> float | None:
+    """A latency percentile over one bucket's rows (``metric``: latency_p50/p95/p99)."""
+    if not rows:
+        return None
+    texts = []
+    max_ms = 0.0
+    for row in rows:  # the request rows, as aggregate() counts them
+        if (row.kind in MODEL_CALL_KINDS if model_scope else row.kind == REQUEST) and row.count:
+            texts.append(row.histogram)
+            max_ms = max(max_ms, row.duration_max_ms)
+    if not texts:
+        return None
+    return _quantile_of(metric, tuple(texts), max_ms)
+
+
 @functools.lru_cache(maxsize=SLOT_CACHE_SIZE)
-def _quantile_slot(metric: str, model_scope: bool, rows: tuple[RollupRow, ...]) -> float | None:
-    """A latency percentile over one bucket's rollup rows (``metric``: latency_p50/p95/p99)."""
-    return metric_value(metric, aggregate(rows, model_scope=model_scope), 60)
+def _quantile_of(metric: str, texts: tuple[str, ...], max_ms: float) -> float | None:
+    q = {"latency_p50": 0.5, "latency_p95": 0.95, "latency_p99": 0.99}[metric]
+    return _round(hist.quantile(hist.loads_many(texts), q, max_ms=max_ms))
