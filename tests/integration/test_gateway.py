@@ -370,10 +370,11 @@ def test_rate_limit_shared_by_two_instances_through_redis(
 
 
 def test_queued_requests_are_served_in_order(server: RunningServer, upstream: Upstream) -> None:
-    # 6 rpm: after the burst, one token every 10 s (the burst itself must take less than
-    # that, or the first "queued" request would find a token: so few, even on a loaded machine)
-    _register(server, "queued", upstream.url + "/echo", rpm=6, max_queue=3, max_wait="60s")
-    for _ in range(6):  # the burst: the bucket is empty afterwards (or nearly)
+    # 12 rpm: after the burst, one token every 5 s (the burst itself must take less than
+    # that, or the first "queued" request would find a token: 12 small calls take well under
+    # a second, even on a loaded machine)
+    _register(server, "queued", upstream.url + "/echo", rpm=12, max_queue=3, max_wait="60s")
+    for _ in range(12):  # the burst: the bucket is empty afterwards (or nearly)
         assert server.post("/gateway/agents/queued/x").status_code == 200
     base = server.get("/api/v1/gateway/queues").json()["buckets"]["agent:queued:rpm"]
     order: list[int] = []
