@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.conftest import RunningServer, ServerFactory, free_port
+from tests.conftest import RunningServer, ServerFactory, free_port, run_server
 from tests.fake_upstream import MODEL, Upstream, fake_upstream
 
 REDIS_URL = os.environ.get("PHAROS_TEST_REDIS_URL")
@@ -72,6 +72,28 @@ def test_agent_gateway_forwards_and_records_a_span(
     r = server.post("/gateway/agents/echoer/x", content=b"")
     assert len(upstream.seen[-1]["headers"]["traceparent"]) == 55
     assert server.post("/gateway/agents/nobody/x").status_code == 404
+
+
+def test_gateway_spans_are_committed_in_groups_and_kept_on_shutdown(
+    db_url: str, upstream: Upstream
+) -> None:
+    """The gateway hands its spans to the writer in groups (SPAN_FLUSH_SECONDS), not one
+    commit per call; spans of calls answered just before a shutdown are still stored."""
+    with run_server(db_url) as srv:
+        _register(srv, "grouped", upstream.url + "/echo")
+        stats = srv.app.state.writer.stats
+        before = stats.transactions
+        with ThreadPoolExecutor(8) as pool:
+            codes = list(
+                pool.map(lambda i: srv.post(f"/gateway/agents/grouped/{i}").status_code, range(40))
+            )
+        assert codes == [200] * 40
+        assert len(_spans(srv, "grouped", want=40)) == 40
+        assert stats.transactions - before <= 20  # 40 spans, far fewer commits
+        for i in range(5):  # answered, then the server stops at once
+            assert srv.post(f"/gateway/agents/grouped/last/{i}").status_code == 200
+    with run_server(db_url) as again:
+        assert len(_spans(again, "grouped", want=45)) == 45
 
 
 def test_upstream_down_slow_and_5xx_are_recorded_and_returned(

@@ -61,6 +61,10 @@ HOP_BY_HOP = frozenset(
 #: upstream's own would make them appear twice, so they are not relayed.
 SERVER_SET = frozenset({"date", "server"})
 VIA = "1.1 pharos"
+#: Gateway spans go to the writer in groups: at most this long after the first answer ...
+SPAN_FLUSH_SECONDS = 0.05
+#: ... or as soon as this many are waiting.
+SPAN_FLUSH_SPANS = 256
 TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 LLM_ROUTES = {"chat/completions": "llm", "embeddings": "embedding", "responses": "llm"}
 #: Per LLM endpoint: (gen_ai.operation.name, openai.api.type). The Responses API is an inference
@@ -99,8 +103,32 @@ class Gateway:
         self._budgets: tuple[float, list[Any]] | None = None
         self.requests_total: dict[tuple[str, str], int] = {}
         self.pending: set[asyncio.Task[None]] = set()
+        # Spans of answered requests, handed to the writer together every SPAN_FLUSH_SECONDS
+        # (or SPAN_FLUSH_SPANS): one commit per request made the writer's thread take the GIL
+        # from the event loop after every call (bench/README.md, gateway).
+        self._spans: list[SpanRecord] = []
+        self._flusher: asyncio.TimerHandle | None = None
+
+    def record(self, span: SpanRecord) -> None:
+        """Queue a span for the writer (not awaited: an answer never waits for a commit)."""
+        self._spans.append(span)
+        if len(self._spans) >= SPAN_FLUSH_SPANS:
+            self.flush()
+        elif self._flusher is None:
+            self._flusher = asyncio.get_running_loop().call_later(SPAN_FLUSH_SECONDS, self.flush)
+
+    def flush(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            self._flusher = None
+        spans, self._spans = self._spans, []
+        if spans:  # the task is kept referenced until the writer has committed it
+            task = asyncio.create_task(_write(self, spans))
+            self.pending.add(task)
+            task.add_done_callback(self.pending.discard)
 
     async def close(self) -> None:
+        self.flush()  # (a test stops a server right after answering: those spans are stored)
         if self.pending:  # spans of answered requests: let the writer take them
             await asyncio.wait(self.pending, timeout=10)
         await self.transport.aclose()
@@ -630,18 +658,15 @@ async def _record(
         resource=orjson.dumps({"service.name": "pharos-gateway"}).decode(),
         scope="pharos.gateway",
     )
-    # Not awaited by the request: the answer must not wait for a commit (an fsync). The task
-    # is kept referenced until done; the writer commits it with the next group.
-    task = asyncio.create_task(_write(gw, record))
-    gw.pending.add(task)
-    task.add_done_callback(gw.pending.discard)
+    # Not awaited by the request: the answer must not wait for a commit (an fsync).
+    gw.record(record)
 
 
-async def _write(gw: Gateway, record: SpanRecord) -> None:
+async def _write(gw: Gateway, spans: list[SpanRecord]) -> None:
     try:
-        await gw.writer.write([record])
-    except Exception as exc:  # the answer went out already; a lost span is logged, not fatal
-        log.warning("gateway span not recorded: %s", exc)
+        await gw.writer.write(spans)
+    except Exception as exc:  # the answers went out already; lost spans are logged, not fatal
+        log.warning("%d gateway span(s) not recorded: %s", len(spans), exc)
 
 
 class _LlmCall:
