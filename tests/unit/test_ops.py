@@ -7,6 +7,7 @@ import logging
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -110,3 +111,28 @@ def test_refuse_new_connections_ignores_unix_sockets(tmp_path: object) -> None:
         assert refuse_new_connections(unix) is False
     finally:
         unix.close()
+
+
+def test_sqlite_page_cache_is_bounded_per_connection(tmp_path: Path) -> None:
+    """Readers get a small page cache (a pool of them each fills its own), the writer's one
+    connection a larger one (db/engine.py: READER_CACHE_MIB, WRITER_CACHE_MIB)."""
+    from sqlalchemy import text
+
+    from pharos.server.db.engine import (
+        READER_CACHE_MIB,
+        WRITER_CACHE_MIB,
+        make_engine,
+        make_writer_engine,
+    )
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    for engine, mib in (
+        (make_engine(url), READER_CACHE_MIB),
+        (make_writer_engine(url), WRITER_CACHE_MIB),
+    ):
+        try:
+            with engine.connect() as conn:
+                assert conn.execute(text("PRAGMA cache_size")).scalar_one() == -mib * 1024
+        finally:
+            engine.dispose()
+    assert READER_CACHE_MIB * 16 <= 256  # the whole reader pool (8 + 8 overflow)
