@@ -58,13 +58,17 @@ def _seed(s: Seeded) -> None:
     s.post(spans)
 
 
-@pytest.fixture(scope="module")
-def costs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
-    db = tmp_path_factory.mktemp("browser-costs") / "pharos.db"
+def _seeded(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Seeded]:
+    db = tmp_path_factory.mktemp(name) / "pharos.db"
     with run_server(f"sqlite:///{db}", live_summary_seconds=0.5, live_heartbeat_seconds=2) as srv:
         s = Seeded(srv)
         _seed(s)
         yield s
+
+
+@pytest.fixture(scope="module")
+def costs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
+    yield from _seeded(tmp_path_factory, "browser-costs")
 
 
 def _goto_costs(w: Watched, s: Seeded, range_: str = WINDOW) -> None:
@@ -207,11 +211,7 @@ def test_share_bars_are_as_wide_as_the_shares(costs: Seeded, page: Watched, them
 
 @pytest.fixture
 def live_costs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
-    db = tmp_path_factory.mktemp("browser-costs-live") / "pharos.db"
-    with run_server(f"sqlite:///{db}", live_summary_seconds=0.5, live_heartbeat_seconds=2) as srv:
-        s = Seeded(srv)
-        _seed(s)
-        yield s
+    yield from _seeded(tmp_path_factory, "browser-costs-live")
 
 
 def test_the_chart_updates_live_and_shows_names_as_text(live_costs: Seeded, page: Watched) -> None:

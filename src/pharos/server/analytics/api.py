@@ -22,6 +22,7 @@ from pharos.server.analytics import store
 from pharos.server.analytics.health import HealthThresholds, health
 from pharos.server.analytics.rollups import REQUEST, RESOLUTIONS
 from pharos.server.analytics.summary import (
+    LATENCY_QUANTILES,
     MAX_POINTS,
     METRICS,
     MODEL_CALL_KINDS,
@@ -216,8 +217,7 @@ async def metrics_timeseries(
     start_s = end_s - -(-window_s // interval_s) * interval_s
 
     def run() -> list[dict[str, Any]]:  # off the event loop: the bucketing is CPU work too
-        latency = metric in ("latency_p50", "latency_p95", "latency_p99")
-        fetch = store.fetch_latency_rows if latency else store.fetch_rollups
+        fetch = store.fetch_latency_rows if metric in LATENCY_QUANTILES else store.fetch_rollups
         with engine.connect() as conn:
             rows = fetch(
                 conn,

@@ -50,6 +50,15 @@ class LatencyRow(NamedTuple):
 
 LATENCY_COLUMNS = LatencyRow._fields
 
+#: The latency percentiles a histogram answers, by metric name.
+LATENCY_QUANTILES = {"latency_p50": 0.5, "latency_p95": 0.95, "latency_p99": 0.99}
+
+
+def _is_request(kind: str, model_scope: bool) -> bool:
+    """Whether a row of this kind counts as a request: the model calls under a model scope,
+    else the agent runs."""
+    return kind in MODEL_CALL_KINDS if model_scope else kind == REQUEST
+
 
 @dataclass(slots=True)
 class Aggregate:
@@ -74,7 +83,7 @@ def aggregate(
     agg = Aggregate()
     texts: list[str] = []
     for row in rows:
-        is_request = row.kind in MODEL_CALL_KINDS if model_scope else row.kind == REQUEST
+        is_request = _is_request(row.kind, model_scope)
         if is_request:
             agg.requests += row.count
             agg.errors += row.errors
@@ -218,7 +227,7 @@ def metric_value(metric: str, agg: Aggregate, interval_seconds: int) -> float | 
             return None
         if metric == "latency_avg":
             return round(agg.duration_sum_ms / f_requests, 3)
-        q = {"latency_p50": 0.5, "latency_p95": 0.95, "latency_p99": 0.99}[metric]
+        q = LATENCY_QUANTILES[metric]
         return _round(hist.quantile(agg.histogram, q, max_ms=agg.duration_max_ms))
     if metric == "tokens":
         return agg.input_tokens + agg.output_tokens
@@ -248,7 +257,7 @@ def series(
     """Aligned buckets from start_s to end_s for each group (gaps: 0 for counts, None for
     ratios and latencies). More than 20 groups: the smallest are merged into "other"."""
     buckets = list(range(start_s, end_s, interval_s))
-    needs_histogram = metric in ("latency_p50", "latency_p95", "latency_p99")
+    needs_histogram = metric in LATENCY_QUANTILES
     grouped: dict[str, dict[int, list[Any]]] = {}
     for row in rows:
         key = "all" if group_by is None else getattr(row, group_by) or "(none)"
@@ -304,7 +313,7 @@ def _latency_point(
     texts = []
     max_ms = 0.0
     for row in rows:  # the request rows, as aggregate() counts them
-        if (row.kind in MODEL_CALL_KINDS if model_scope else row.kind == REQUEST) and row.count:
+        if _is_request(row.kind, model_scope) and row.count:
             texts.append(row.histogram)
             max_ms = max(max_ms, row.duration_max_ms)
     if not texts:
@@ -314,5 +323,4 @@ def _latency_point(
 
 @functools.lru_cache(maxsize=SLOT_CACHE_SIZE)
 def _quantile_of(metric: str, texts: tuple[str, ...], max_ms: float) -> float | None:
-    q = {"latency_p50": 0.5, "latency_p95": 0.95, "latency_p99": 0.99}[metric]
-    return _round(hist.quantile(hist.loads_many(texts), q, max_ms=max_ms))
+    return _round(hist.quantile(hist.loads_many(texts), LATENCY_QUANTILES[metric], max_ms=max_ms))
