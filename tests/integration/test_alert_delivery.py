@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from email import message_from_bytes
 from typing import Any
 
@@ -14,7 +16,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from tests.alert_receivers import receiver, wait_for
-from tests.conftest import free_port, run_server
+from tests.conftest import RunningServer, free_port, run_server
 
 FAST = {
     "alert_eval_interval_seconds": 3600.0,  # cycles are triggered by the test
@@ -26,6 +28,16 @@ FAST = {
     "alert_dashboard_url": "http://dash.example",
     "ingest_workers": 0,
 }
+
+
+@contextmanager
+def _server(db_url: str, **settings: Any) -> Iterator[RunningServer]:
+    """A server whose alert loop has run its start-up cycle: a rule created afterwards is first
+    evaluated by the test's forced cycle, not by that one (on PostgreSQL the lease made it
+    late enough to race)."""
+    with run_server(db_url, **settings) as srv:
+        wait_for(lambda: srv.app.state.alerting.engine.last_result is not None)
+        yield srv
 
 
 def test_every_notification_arrives_exactly_once_across_outages_and_a_restart(
@@ -45,7 +57,7 @@ def test_every_notification_arrives_exactly_once_across_outages_and_a_restart(
             "alert_webhook_url": hook.url,
             "alert_webhook_secret": "s3cret",
         }
-        with run_server(db_url, **settings) as first:
+        with _server(db_url, **settings) as first:
             rule = first.post(
                 "/api/v1/alerts/rules",
                 json={
@@ -73,7 +85,7 @@ def test_every_notification_arrives_exactly_once_across_outages_and_a_restart(
             assert attempts["firing"] >= 1 and attempts["acknowledged"] == 0
         # The first server stopped with the webhook's two notifications still undelivered.
         hook.start()
-        with run_server(db_url, **settings) as second:
+        with _server(db_url, **settings) as second:
             wait_for(lambda: len(hook.accepted) == 2)
             # The condition stops holding: the rule now wants traffic; resolved goes out.
             patched = second.client().patch(
@@ -180,7 +192,7 @@ def test_email_plain_and_html_through_smtp(sqlite_url: str) -> None:
             "alert_smtp_from": "pharos@example.com",
             "alert_smtp_to": ["oncall@example.com"],
         }
-        with run_server(sqlite_url, **settings) as server:
+        with _server(sqlite_url, **settings) as server:
             server.post(
                 "/api/v1/alerts/rules",
                 json={
@@ -214,7 +226,7 @@ def test_a_permanent_4xx_fails_at_once(sqlite_url: str, status: int) -> None:
     port = free_port()
     with receiver(port) as hook:
         hook.status = status
-        with run_server(sqlite_url, **FAST, alert_webhook_url=hook.url) as server:
+        with _server(sqlite_url, **FAST, alert_webhook_url=hook.url) as server:
             server.post(
                 "/api/v1/alerts/rules",
                 json={"name": "r", "expression": "requests(5m) == 0", "severity": "info"},
@@ -235,7 +247,7 @@ def test_a_channel_whose_settings_are_removed_stops_sending(db_url: str) -> None
             "alert_pagerduty_url": pd.url,
             "alert_webhook_url": hook.url,
         }
-        with run_server(db_url, **paging) as first:
+        with _server(db_url, **paging) as first:
             first.post(
                 "/api/v1/alerts/rules",
                 json={"name": "quiet", "expression": "requests(15m) == 0", "severity": "critical"},
@@ -244,7 +256,7 @@ def test_a_channel_whose_settings_are_removed_stops_sending(db_url: str) -> None
             wait_for(lambda: len(pd.accepted) == 1 and len(hook.accepted) == 1)
         # PHAROS_ALERT_PAGERDUTY_ROUTING_KEY unset: env-pagerduty is disabled at start.
         without = {k: v for k, v in paging.items() if not k.startswith("alert_pagerduty")}
-        with run_server(db_url, **without) as second:
+        with _server(db_url, **without) as second:
             channels = {c["name"]: c for c in second.get("/api/v1/alerts/channels").json()["items"]}
             assert channels["env-pagerduty"]["enabled"] is False
             assert channels["env-webhook"]["enabled"] is True
@@ -261,7 +273,7 @@ def test_a_channel_whose_settings_are_removed_stops_sending(db_url: str) -> None
             assert second.get("/api/v1/alerts/outbox").json()["counts"] == {"sent": 3}
         assert len(pd.accepted) == 1
         # Set again: enabled again.
-        with run_server(db_url, **paging) as third:
+        with _server(db_url, **paging) as third:
             channels = {c["name"]: c for c in third.get("/api/v1/alerts/channels").json()["items"]}
             assert channels["env-pagerduty"]["enabled"] is True
 
@@ -277,7 +289,7 @@ def test_a_hanging_channel_delays_neither_evaluation_nor_the_other_channels(
             "alert_webhook_url": hook.url,
             "alert_slack_webhook_url": slack.url,
         }
-        with run_server(sqlite_url, **settings) as server:
+        with _server(sqlite_url, **settings) as server:
             alerting = server.app.state.alerting
             server.post(
                 "/api/v1/alerts/rules",
