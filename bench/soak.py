@@ -6,17 +6,23 @@
     .venv/bin/python bench/soak.py --database-url postgresql+psycopg://postgres@127.0.0.1/test
 
 Load, all at once for the whole run:
-- ingest: 2 clients posting seeded demo traffic (OTLP protobuf, 64-span requests) at a steady
-  rate (--spans-per-s, default 1500), retrying 503/429;
+- ingest: 2 clients posting seeded demo traffic (OTLP protobuf, 64-span requests; runs that
+  ended in the last minute) at a steady rate (--spans-per-s, default 1500), retrying 503/429;
 - dashboard: 2 clients cycling through overview, summary, time series, agents, the trace list
   and a trace's detail, as an open dashboard does (with a live WebSocket subscriber);
 - alerts: the server's engine evaluates the default rules plus 20 more every 5 s, and a client
   forces an evaluation through the API every 10 s.
 
-Every 10 s: RSS of the server and its ingest workers, p50/p95 of ingest and of dashboard calls
-in that interval, spans stored, writer queue depth. The report fits a line through the samples
-of the second half (after warm-up): RSS MB per minute and p95 ms per minute. A memory leak
-shows as a steady positive slope; noise as a slope near zero.
+Before the load, the database gets a day of history (rollups and trace summaries, as
+bench/query.py writes them; --history-scale 0 for none), so the dashboard's 6 h and 24 h windows
+read a running install's worth of rows from the start: starting empty, every chart reads more
+rows each minute for hours, and memory and latency grow with it without anything leaking.
+
+Every 10 s: RSS of the server and of its ingest workers, where the server's heap is
+(`pharos_memory_bytes` from /metrics: malloc in use, malloc free, SQLite), p50/p95 of ingest and
+of dashboard calls in that interval, spans stored, writer queue depth. The report fits a line
+through the samples of the second half (after warm-up): MB per minute and p95 ms per minute. A
+memory leak shows as a steady positive slope; noise as a slope near zero.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from websockets.sync.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ingest as ib
+import query as qb
 from pharos.server.demo import demo_requests
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +68,12 @@ class Window:
 @dataclass
 class Sample:
     t: float
-    rss_mb: float
+    rss_mb: float  # the server and its workers
+    server_mb: float
+    workers_mb: float
+    malloc_in_use_mb: float
+    malloc_free_mb: float
+    sqlite_mb: float
     ingest_p50: float
     ingest_p95: float
     query_p50: float
@@ -93,7 +105,11 @@ class Soak:
         started = time.monotonic()
         sent = 0
         while not self.stop.is_set():
-            for req in demo_requests(2000, seed=seed, window_seconds=600, max_spans=64):
+            # Runs that ended in the last minute, as exporters send them (the OTel batch
+            # processor within 5 s of a span's end). A window of 10 minutes, as before
+            # 2026-12-06, kept every rollup row of the last 10 minutes changing with each
+            # commit: ten times the churn of new histogram texts a live install sees.
+            for req in demo_requests(2000, seed=seed, window_seconds=60, max_spans=64):
                 if self.stop.is_set():
                     break
                 n = sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans)
@@ -185,6 +201,18 @@ class Soak:
                     self.live_events += 1
 
 
+def memory_pools(base: str) -> dict[str, float]:
+    """``pharos_memory_bytes`` by pool (MB) from /metrics; empty where it is not exposed."""
+    out: dict[str, float] = {}
+    with contextlib.suppress(httpx.HTTPError):
+        text = httpx.get(f"{base}/metrics", timeout=30).text
+        for line in text.splitlines():
+            if line.startswith('pharos_memory_bytes{pool="'):
+                pool = line.split('"')[1]
+                out[pool] = float(line.rsplit(" ", 1)[1]) / 1e6
+    return out
+
+
 def slope_per_minute(ts: list[float], ys: list[float]) -> float:
     if len(ts) < 3:
         return 0.0
@@ -202,11 +230,21 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--spans-per-s", type=float, default=1500.0)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument(
+        "--history-scale",
+        type=float,
+        default=0.1,
+        help="a day of history before the load, as bench/query.py --scale (0: start empty)",
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="pharos-soak-"))
     url = args.database_url or f"sqlite:///{workdir / 'soak.db'}"
     if not ib.is_sqlite(url):
         url = ib.fresh_database(url, workdir, "soak")
+    if args.history_scale > 0:
+        qb.upgrade(url)
+        runs = qb.load_history(url, args.history_scale, 1, seed=11)
+        console.print(f"history: {runs:,} runs over the day before")
     port = ib.free_port()
     env = {
         **os.environ,
@@ -253,9 +291,15 @@ def main() -> int:
             queue = 0
             with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
                 queue = int(httpx.get(f"{base}/readyz", timeout=10).json()["checks"]["queue_depth"])
+            heap = memory_pools(base)
             s = Sample(
                 time.monotonic() - started,
                 rss.total_mb,
+                rss.server_mb,
+                rss.total_mb - rss.server_mb,
+                heap.get("malloc_in_use", 0.0),
+                heap.get("malloc_free", 0.0),
+                heap.get("sqlite", 0.0),
                 pct(w.ingest_ms, 0.5),
                 pct(w.ingest_ms, 0.95),
                 pct(w.query_ms, 0.5),
@@ -267,7 +311,9 @@ def main() -> int:
             )
             samples.append(s)
             console.print(
-                f"{s.t:6.0f}s  rss {s.rss_mb:6.1f} MB  ingest p50/p95 {s.ingest_p50:6.1f}/"
+                f"{s.t:6.0f}s  rss {s.server_mb:6.1f} + {s.workers_mb:5.1f} MB (malloc "
+                f"{s.malloc_in_use_mb:5.1f} + free {s.malloc_free_mb:5.1f}, sqlite "
+                f"{s.sqlite_mb:5.1f})  ingest p50/p95 {s.ingest_p50:6.1f}/"
                 f"{s.ingest_p95:6.1f} ms  dashboard p50/p95 {s.query_p50:6.1f}/"
                 f"{s.query_p95:6.1f} ms  {s.spans_per_s:6.0f} spans/s  queue {s.queue}  "
                 f"retries {s.retries}  errors {s.errors}"
@@ -285,6 +331,10 @@ def main() -> int:
     ts = [s.t for s in half]
     trend = {
         "rss_mb_per_min": slope_per_minute(ts, [s.rss_mb for s in half]),
+        "server_rss_mb_per_min": slope_per_minute(ts, [s.server_mb for s in half]),
+        "workers_rss_mb_per_min": slope_per_minute(ts, [s.workers_mb for s in half]),
+        "malloc_in_use_mb_per_min": slope_per_minute(ts, [s.malloc_in_use_mb for s in half]),
+        "sqlite_mb_per_min": slope_per_minute(ts, [s.sqlite_mb for s in half]),
         "ingest_p95_ms_per_min": slope_per_minute(ts, [s.ingest_p95 for s in half]),
         "dashboard_p95_ms_per_min": slope_per_minute(ts, [s.query_p95 for s in half]),
     }
@@ -293,6 +343,10 @@ def main() -> int:
         table.add_column(col, justify="left" if col == "figure" else "right")
     for label, attr, key in (
         ("RSS MB (server + workers)", "rss_mb", "rss_mb_per_min"),
+        ("  server RSS MB", "server_mb", "server_rss_mb_per_min"),
+        ("  workers RSS MB", "workers_mb", "workers_rss_mb_per_min"),
+        ("  server malloc in use MB", "malloc_in_use_mb", "malloc_in_use_mb_per_min"),
+        ("    of which SQLite MB", "sqlite_mb", "sqlite_mb_per_min"),
         ("ingest p95 ms", "ingest_p95", "ingest_p95_ms_per_min"),
         ("dashboard p95 ms", "query_p95", "dashboard_p95_ms_per_min"),
     ):
@@ -319,6 +373,7 @@ def main() -> int:
             {
                 "bench": "soak",
                 "minutes": args.minutes,
+                "history_scale": args.history_scale,
                 "database": url.split("@")[-1],
                 "samples": [s.__dict__ for s in samples],
                 "trend_second_half": trend,

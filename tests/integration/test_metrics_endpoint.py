@@ -15,6 +15,7 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from pharos.server.ops.memory import malloc_stats
 from tests.conftest import RunningServer, ServerFactory
 from tests.log_helpers import log_record, logs_request
 from tests.otlp_helpers import PROTOBUF, request, span
@@ -113,6 +114,12 @@ def test_metrics_values(server: RunningServer) -> None:
     assert "/api/v1/traces/{trace_id}" in routes
     assert not any(r and "abab" in r for r in routes)  # templates, never raw paths
     assert ("process_resident_memory_bytes", ()) in s
+    if malloc_stats() is not None:  # glibc (Linux distributions' Pythons, this CI)
+        in_use = s[("pharos_memory_bytes", (("pool", "malloc_in_use"),))]
+        assert in_use > 1_000_000
+        assert s[("pharos_memory_bytes", (("pool", "malloc_free"),))] >= 0
+        if server.settings.database_url.startswith("sqlite"):  # the server's own connections
+            assert 0 < s[("pharos_memory_bytes", (("pool", "sqlite"),))] < in_use
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

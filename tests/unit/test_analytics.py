@@ -323,3 +323,41 @@ def test_latency_charts_from_lean_rows_equal_full_rows(
             ]
             expected = metric_value(metric, aggregate(slot, model_scope=model_scope), 60)
             assert value == expected
+
+
+def test_histogram_texts_are_cached_on_their_second_sight() -> None:
+    # An open minute's row has a new text after every ingest commit: one read never fills the
+    # cache; a text read again (a past minute, on the next refresh) is parsed once from then on.
+    hist._parsed.cache_clear()
+    once = [hist.dumps(Counter({1000 + i: 1})) for i in range(500)]
+    assert sum(hist.loads_many(once).values()) == 500
+    assert hist._parsed.cache_info().currsize == 0
+    again = [hist.dumps(Counter({2000: 2, 2001: 3}))]
+    for _ in range(3):
+        assert hist.loads_many(again) == Counter({2000: 2, 2001: 3})
+    info = hist._parsed.cache_info()
+    assert info.currsize == 1 and info.hits == 1
+    hist._parsed.cache_clear()
+
+
+def test_seen_before_is_bounded() -> None:
+    seen = hist.SeenBefore(limit=3)
+    assert [seen(k) for k in ("a", "b", "a")] == [False, False, True]
+    seen("c")
+    seen("d")  # the limit: forgets everything, then remembers "d"
+    assert seen("a") is False and seen("d") is True
+    assert len(seen._seen) <= 3
+
+
+def test_latency_points_are_cached_once_their_rows_come_again() -> None:
+    from pharos.server.analytics import summary
+
+    summary._quantile_cached.cache_clear()
+    row = summary.LatencyRow(0, "a", "", "request", 3, 90.0, hist.dumps(Counter({1100: 3})))
+    first = summary._latency_point("latency_p95", [row], False)
+    assert summary._quantile_cached.cache_info().currsize == 0
+    assert summary._latency_point("latency_p95", [row], False) == first
+    assert summary._latency_point("latency_p95", [row], False) == first
+    info = summary._quantile_cached.cache_info()
+    assert info.currsize == 1 and info.hits == 1
+    summary._quantile_cached.cache_clear()

@@ -37,6 +37,7 @@ from pharos.server.analytics import histogram as hist
 from pharos.server.analytics.rollups import REQUEST
 from pharos.server.db.schema import ROLLUP_TABLES
 from pharos.server.ingest.writer import GroupCommitWriter
+from pharos.server.ops import memory
 
 OTHER = "other"
 #: ``le`` bounds (seconds) of the request duration histogram.
@@ -230,7 +231,27 @@ class RollupCollector(Collector):
             depth,
             capacity,
             last,
+            memory_metric(),
         )
+
+
+def memory_metric() -> GaugeMetricFamily:
+    """Where the server process's heap is (ops/memory.py): beside process_resident_memory_bytes
+    it tells a leak (malloc_in_use climbing) from fragmentation (malloc_free) and caches."""
+    gauge = GaugeMetricFamily(
+        "pharos_memory_bytes",
+        "Heap of this process by pool: malloc_in_use, malloc_free (freed, kept by malloc), "
+        "sqlite (all SQLite connections; part of malloc_in_use).",
+        labels=["pool"],
+    )
+    malloc = memory.malloc_stats()
+    if malloc is not None:
+        gauge.add_metric(["malloc_in_use"], malloc.in_use)
+        gauge.add_metric(["malloc_free"], malloc.free)
+    sqlite = memory.sqlite_memory_bytes()
+    if sqlite is not None:
+        gauge.add_metric(["sqlite"], sqlite)
+    return gauge
 
 
 class IngestRejections:

@@ -171,6 +171,23 @@ class Settings(BaseSettings):
             "collections every 50,000 allocations, not 700 (shorter pauses: docs/deployment.md)."
         ),
     )
+    malloc_trim_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description=(
+            "Every this many seconds, hand the memory malloc has freed back to the kernel "
+            "(glibc's malloc_trim; 0: never). Without it the server's RSS grew by the minute "
+            "(docs/deployment.md, Memory)."
+        ),
+    )
+    sqlite_heap_limit_mib: int = Field(
+        default=128,
+        ge=0,
+        description=(
+            "SQLite's soft heap limit for the whole process (MiB; 0: none): past it, SQLite "
+            "reuses cached pages instead of growing its connections' page caches."
+        ),
+    )
     writer_queue_size: int = Field(
         default=256,
         gt=0,

@@ -77,20 +77,43 @@ def loads(text: str | None) -> Counter[int]:
     return Counter({int(k): int(v) for k, v in orjson.loads(text).items()})
 
 
-#: Parsed stored histograms kept (least recently used go first). A 24 h dashboard window reads
-#: a few thousand rollup rows; the rows of the current hour and day change with every ingest
-#: commit, so each refresh brings new texts and the cache must be bounded by what it holds:
-#: packed arrays take ~16 bytes a bucket (tuples of ints took ~110), so even histograms of 200
-#: buckets stay under ~50 MB here.
+class SeenBefore:
+    """Has this key been seen before? (by its hash; forgets everything at ``limit`` keys).
+
+    The admission test of the caches below: a rollup row of a past minute has the same text on
+    every dashboard refresh, but the rows of the current minute, hour and day change with every
+    ingest commit, so most texts a busy server reads are seen once and never again. Caching them
+    pushed the reused entries out and, until the caches were full, grew the heap for 20 minutes
+    of the soak (bench/soak.py). A key is cached on its second sight, so only what is read again
+    takes room. A hash collision only admits a key early; it never changes a result."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._seen: set[int] = set()
+
+    def __call__(self, key: object) -> bool:
+        h = hash(key)
+        if h in self._seen:
+            return True
+        if len(self._seen) >= self.limit:
+            self._seen.clear()
+        self._seen.add(h)
+        return False
+
+
+#: Parsed stored histograms kept (least recently used go first), for the texts read more than
+#: once (SeenBefore). Packed arrays take ~16 bytes a bucket (tuples of ints took ~110), so even
+#: histograms of 200 buckets stay under ~50 MB here.
 PARSED_CACHE_SIZE = 8192
 
 
-@functools.lru_cache(maxsize=PARSED_CACHE_SIZE)
-def _parsed(text: str) -> tuple[array[int], array[int]]:
-    # Stored histograms of past minutes never change and dashboards re-read the same window
-    # every few seconds: parse each stored text once.
+def _parse(text: str) -> tuple[array[int], array[int]]:
     data = orjson.loads(text)
     return array("q", map(int, data)), array("q", data.values())
+
+
+_parsed = functools.lru_cache(maxsize=PARSED_CACHE_SIZE)(_parse)
+_seen_text = SeenBefore(4 * PARSED_CACHE_SIZE)
 
 
 def loads_many(texts: Iterable[str | None]) -> Counter[int]:
@@ -99,7 +122,9 @@ def loads_many(texts: Iterable[str | None]) -> Counter[int]:
     get = total.get
     for text in texts:
         if text:
-            keys, counts = _parsed(text)
+            # Stored histograms of past minutes never change and dashboards re-read the same
+            # window every few seconds: each text read again is parsed once.
+            keys, counts = _parsed(text) if _seen_text(text) else _parse(text)
             for key, count in zip(keys, counts, strict=True):
                 total[key] = get(key, 0) + count
     return total

@@ -299,9 +299,13 @@ def series(
 #: Latency points kept, keyed by the histograms behind them. A chart's past buckets are the
 #: same rows on every refresh (the dashboard re-reads its window every few seconds), so their
 #: merged histograms are computed once; a bucket whose rows changed (new data, a late export)
-#: has other histogram texts, a new key, so a cached point is never stale. 8,192 points hold a
-#: 24 h chart at 5 min for 20 series and take a few MB (the key holds the histogram texts).
+#: has other histogram texts, a new key, so a cached point is never stale. The open buckets'
+#: rows change with every ingest commit, so a point is cached only once its key comes again
+#: (hist.SeenBefore): otherwise every refresh added a key per series, each holding its texts,
+#: and the cache grew the heap for 20 minutes before it was full. 8,192 points hold a 24 h
+#: chart at 5 min for 20 series.
 SLOT_CACHE_SIZE = 8192
+_seen_slot = hist.SeenBefore(4 * SLOT_CACHE_SIZE)
 
 
 def _latency_point(
@@ -318,9 +322,12 @@ def _latency_point(
             max_ms = max(max_ms, row.duration_max_ms)
     if not texts:
         return None
-    return _quantile_of(metric, tuple(texts), max_ms)
+    key = (metric, tuple(texts), max_ms)
+    return _quantile_cached(*key) if _seen_slot(key) else _quantile(*key)
 
 
-@functools.lru_cache(maxsize=SLOT_CACHE_SIZE)
-def _quantile_of(metric: str, texts: tuple[str, ...], max_ms: float) -> float | None:
+def _quantile(metric: str, texts: tuple[str, ...], max_ms: float) -> float | None:
     return _round(hist.quantile(hist.loads_many(texts), LATENCY_QUANTILES[metric], max_ms=max_ms))
+
+
+_quantile_cached = functools.lru_cache(maxsize=SLOT_CACHE_SIZE)(_quantile)
