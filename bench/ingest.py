@@ -347,6 +347,18 @@ class PharosRun:
     writer: dict[str, float]  # from /metrics, when the server exposes it
 
 
+def scrape(base: str) -> dict[str, float]:
+    """The server's /metrics as {series (name with its labels): value}; empty if unreachable."""
+    out: dict[str, float] = {}
+    with contextlib.suppress(httpx.HTTPError, ValueError):
+        resp = httpx.get(f"{base}/metrics", timeout=30)
+        for line in resp.text.splitlines() if resp.status_code == 200 else []:
+            if line and not line.startswith("#"):
+                series, _, value = line.rpartition(" ")
+                out[series] = float(value)
+    return out
+
+
 def writer_stats(base: str) -> dict[str, float]:
     """Pharos' own counters from /metrics (empty if it has none)."""
     wanted = {
@@ -355,13 +367,10 @@ def writer_stats(base: str) -> dict[str, float]:
         "pharos_ingest_rejected_total": "rejected",
     }
     out: dict[str, float] = {}
-    with contextlib.suppress(httpx.HTTPError, ValueError):
-        resp = httpx.get(f"{base}/metrics", timeout=30)
-        for line in resp.text.splitlines() if resp.status_code == 200 else []:
-            series, _, value = line.rpartition(" ")
-            name = wanted.get(series.partition("{")[0])
-            if name is not None and not line.startswith("#"):
-                out[name] = out.get(name, 0.0) + float(value)
+    for series, value in scrape(base).items():
+        name = wanted.get(series.partition("{")[0])
+        if name is not None:
+            out[name] = out.get(name, 0.0) + value
     return out
 
 

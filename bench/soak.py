@@ -203,14 +203,12 @@ class Soak:
 
 def memory_pools(base: str) -> dict[str, float]:
     """``pharos_memory_bytes`` by pool (MB) from /metrics; empty where it is not exposed."""
-    out: dict[str, float] = {}
-    with contextlib.suppress(httpx.HTTPError):
-        text = httpx.get(f"{base}/metrics", timeout=30).text
-        for line in text.splitlines():
-            if line.startswith('pharos_memory_bytes{pool="'):
-                pool = line.split('"')[1]
-                out[pool] = float(line.rsplit(" ", 1)[1]) / 1e6
-    return out
+    prefix = 'pharos_memory_bytes{pool="'
+    return {
+        series[len(prefix) : -2]: value / 1e6
+        for series, value in ib.scrape(base).items()
+        if series.startswith(prefix)
+    }
 
 
 def slope_per_minute(ts: list[float], ys: list[float]) -> float:

@@ -47,7 +47,6 @@ from pharos.server.live import publish_ingested, publish_logs, start_live
 from pharos.server.live.sse import router as live_sse_router
 from pharos.server.live.websocket import router as live_ws_router
 from pharos.server.ops.gc_tuning import tune_gc
-from pharos.server.ops.memory import limit_sqlite_heap
 from pharos.server.ops.service import readiness, start_ops
 from pharos.server.ops.shutdown import DrainingMiddleware
 from pharos.server.prometheus import HttpMetricsMiddleware, Metrics, RollupCollector
@@ -82,8 +81,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 pool_size=8,
             )
             stack.callback(engine.dispose)
-            if engine.dialect.name == "sqlite" and settings.sqlite_heap_limit_mib:
-                limit_sqlite_heap(settings.sqlite_heap_limit_mib)  # all connections' caches
             writer_engine = make_writer_engine(
                 settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
             )

@@ -1,6 +1,6 @@
-"""Wires the operations room into the app: the retention job, memory trimming (ops/memory.py)
-and the readiness checks it adds (writer queue saturation, Redis, draining on SIGTERM,
-retention health)."""
+"""Wires the operations room into the app: the retention job, memory upkeep (ops/memory.py:
+SQLite's heap limit, malloc trimming) and the readiness checks it adds (writer queue
+saturation, Redis, draining on SIGTERM, retention health)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from pharos.server.ops.job import RetentionJob
-from pharos.server.ops.memory import trim_loop
+from pharos.server.ops.memory import limit_sqlite_heap, trim_loop
 from pharos.server.ops.redis_link import client
 from pharos.server.ops.retention import check_order
 from pharos.server.settings import Settings
@@ -34,6 +34,8 @@ async def start_ops(app: Any, stack: AsyncExitStack, settings: Settings, engine:
         task = asyncio.create_task(job.loop(), name="pharos-retention")
         stack.push_async_callback(job.stop, task)
         app.state.retention = job
+    if engine.dialect.name == "sqlite" and settings.sqlite_heap_limit_mib:
+        limit_sqlite_heap(settings.sqlite_heap_limit_mib)  # all connections' caches together
     if settings.malloc_trim_seconds > 0:  # freed heap back to the kernel (ops/memory.py)
         trimming = asyncio.create_task(
             trim_loop(settings.malloc_trim_seconds), name="pharos-malloc-trim"
